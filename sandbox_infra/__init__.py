@@ -1,0 +1,1 @@
+"""sandbox-infra: persistent, isolated AI coding sandboxes for freelancers, declared from one roster file."""

@@ -1,0 +1,5 @@
+"""``python -m sandbox_infra``: see :mod:`sandbox_infra.cli`."""
+
+from sandbox_infra.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,100 @@
+"""Every Kubernetes name and label the platform generates, and the rules they must satisfy.
+
+Names derive only from immutable roster ids (never emails or list positions), so renaming a client or
+changing a freelancer's email never replaces a resource. The checks here run during roster validation,
+so a name the API server would reject is reported against the roster line that produced it.
+"""
+
+from __future__ import annotations
+
+import re
+from uuid import UUID
+
+PART_OF = "sandbox-infra"
+MANAGED_BY = "pulumi"
+
+_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+# A StatefulSet's pods carry the label controller-revision-hash=<name>-<10-char hash>, which must fit 63.
+_STATEFULSET_MAX = 63 - 11
+
+
+def namespace(client_id: UUID) -> str:
+    return f"client-{client_id}"
+
+
+def sandbox(freelancer_id: UUID) -> str:
+    """Name of the StatefulSet, its headless Service and the Sandbox object (one per client namespace)."""
+    return f"sandbox-{freelancer_id}"
+
+
+def workspace_pvc(freelancer_id: UUID) -> str:
+    return f"workspace-{freelancer_id}"
+
+
+def home_pvc(freelancer_id: UUID) -> str:
+    return f"home-{freelancer_id}"
+
+
+API_KEY_SECRET = "gemini-api-key"
+API_KEY_SECRET_KEY = "api_key"
+SANDBOX_SERVICE_ACCOUNT = "sandbox"
+
+
+def _dns1123(kind: str, name: str, limit: int = 63) -> list[str]:
+    problems = []
+    if len(name) > limit:
+        problems.append(f"generated {kind} name '{name}' is {len(name)} characters (limit {limit})")
+    if not _DNS1123_LABEL.match(name):
+        problems.append(f"generated {kind} name '{name}' is not a DNS-1123 label (lowercase letters, digits, '-')")
+    return problems
+
+
+def check_client_names(client_id: UUID) -> list[str]:
+    """Problems with the names generated for a client (empty when all are valid)."""
+    return _dns1123("namespace", namespace(client_id))
+
+
+def check_sandbox_names(freelancer_id: UUID) -> list[str]:
+    """Problems with the names generated for a freelancer's sandboxes (empty when all are valid)."""
+    problems = _dns1123("StatefulSet", sandbox(freelancer_id), _STATEFULSET_MAX)
+    if not _DNS1035_LABEL.match(sandbox(freelancer_id)):
+        problems.append(f"generated Service name '{sandbox(freelancer_id)}' is not a DNS-1035 label")
+    problems += _dns1123("PersistentVolumeClaim", workspace_pvc(freelancer_id))
+    problems += _dns1123("PersistentVolumeClaim", home_pvc(freelancer_id))
+    return problems
+
+
+def labels(
+    *,
+    name: str,
+    instance: str,
+    component: str,
+    client: UUID | None = None,
+    freelancer: UUID | None = None,
+    tier: str | None = None,
+) -> dict[str, str]:
+    """The standard label set carried by every object the platform declares."""
+    result = {
+        "app.kubernetes.io/name": name,
+        "app.kubernetes.io/instance": instance,
+        "app.kubernetes.io/component": component,
+        "app.kubernetes.io/part-of": PART_OF,
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+    }
+    if client is not None:
+        result["platform.com/client"] = str(client)
+    if freelancer is not None:
+        result["platform.com/freelancer"] = str(freelancer)
+    if tier is not None:
+        result["platform.com/tier"] = tier
+    return result
+
+
+def sandbox_selector(freelancer_id: UUID) -> dict[str, str]:
+    """Selects exactly one freelancer's sandbox pod inside a client namespace (immutable on a StatefulSet)."""
+    return {"app.kubernetes.io/name": "sandbox", "platform.com/freelancer": str(freelancer_id)}
+
+
+SANDBOX_POD_SELECTOR = {"app.kubernetes.io/name": "sandbox"}
+"""Selects every sandbox pod of a namespace (NetworkPolicies)."""

@@ -1,0 +1,144 @@
+"""Stack settings: the per-environment knobs (images, storage classes, limits) in one typed place.
+
+They come from Pulumi stack config under the ``sandbox-infra:`` namespace. The same parser reads a
+``Pulumi.<stack>.yaml`` file directly, so ``python -m sandbox_infra check`` validates a roster against
+the stack's limits without running Pulumi or decrypting anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from decimal import Decimal
+from pathlib import Path
+
+import yaml
+
+from sandbox_infra.quantity import QuantityError, parse_quantity
+
+CONFIG_NAMESPACE = "sandbox-infra"
+# Keys whose values are secrets: only their presence is read outside Pulumi.
+API_KEY = "geminiApiKey"
+CLIENT_API_KEYS = "clientGeminiApiKeys"
+
+
+@dataclass(frozen=True)
+class StackSettings:
+    """Non-secret stack configuration, with the defaults a production stack starts from."""
+
+    roster: str = "roster.yaml"
+    """Path of the roster file, relative to the project directory."""
+
+    gemini_cli_image: str = "registry.platform.com/sandboxes/gemini-cli"
+    """Repository of the base Gemini CLI sandbox image (seed section 2.1)."""
+
+    gemini_cli_tag: str = "0.19.4"
+    """Pinned tag of the base image, used when a sandbox names no image of its own."""
+
+    user_image_prefix: str = "registry.platform.com/sandboxes/gemini-cli-user-"
+    """Per-user images committed by the platform live at ``<prefix><freelancer-id>:<tag>``."""
+
+    code_server_image: str = "registry.platform.com/mirror/code-server:4.105.1"
+    """code-server, pinned, mirrored into the platform registry."""
+
+    allowed_registries: tuple[str, ...] = ("registry.platform.com/",)
+    """Image prefixes pods may pull from (also the policy pack's default)."""
+
+    workspace_storage_class: str = "fast-ssd"
+    home_storage_class: str = "standard"
+    default_workspace_size: str = "50Gi"
+    default_home_size: str = "10Gi"
+    max_storage: str = "500Gi"
+    """No single volume may be larger than this."""
+
+    pod_security_version: str = "v1.34"
+    """Pinned Pod Security Standards version for every client namespace."""
+
+    platform_namespace: str = "platform-system"
+    controller_service_account: str = "sandbox-operator"
+    """The platform's sandbox operator (in ``platform_namespace``), granted a Role in each client namespace."""
+
+    egress_denied_cidrs: tuple[str, ...] = (
+        "169.254.0.0/16",  # link-local, including the cloud metadata address 169.254.169.254
+        "10.0.0.0/8",  # private ranges: other tenants' pods and services, node networks
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "100.64.0.0/10",  # carrier-grade NAT, used as a pod range by some CNIs
+    )
+    """Ranges that sandbox egress on ports 80/443 must never reach."""
+
+    api_key_present: bool = field(default=False, compare=False)
+    client_api_keys_present: frozenset[str] = field(default_factory=frozenset, compare=False)
+
+    @property
+    def max_storage_bytes(self) -> Decimal:
+        return parse_quantity(self.max_storage)
+
+
+# config key (camelCase, as in Pulumi.<stack>.yaml) -> dataclass field
+SETTING_KEYS = {
+    "".join(w.capitalize() if i else w for i, w in enumerate(f.name.split("_"))): f.name
+    for f in fields(StackSettings)
+    if not f.name.endswith("_present")
+}
+
+
+class SettingsError(ValueError):
+    """A stack setting with a wrong type or value."""
+
+
+def settings_from_mapping(values: Mapping[str, object], *, secret_keys: Mapping[str, object]) -> StackSettings:
+    """Build settings from ``{configKey: value}`` (namespace already stripped)."""
+    kwargs: dict[str, object] = {}
+    for key, value in values.items():
+        if key in (API_KEY, CLIENT_API_KEYS):
+            continue
+        name = SETTING_KEYS.get(key)
+        if name is None:
+            raise SettingsError(f"{CONFIG_NAMESPACE}:{key}: unknown setting (expected one of {', '.join(sorted(SETTING_KEYS))})")
+        default = getattr(StackSettings(), name)
+        if isinstance(default, tuple):
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise SettingsError(f"{CONFIG_NAMESPACE}:{key}: expected a list of strings")
+            kwargs[name] = tuple(value)
+        elif not isinstance(value, str):
+            raise SettingsError(f"{CONFIG_NAMESPACE}:{key}: expected a string, got {value!r}")
+        else:
+            kwargs[name] = value
+    client_keys = secret_keys.get(CLIENT_API_KEYS)
+    settings = StackSettings(
+        **kwargs,  # type: ignore[arg-type]
+        api_key_present=API_KEY in secret_keys,
+        client_api_keys_present=frozenset(client_keys) if isinstance(client_keys, Mapping) else frozenset(),
+    )
+    for size in ("max_storage", "default_workspace_size", "default_home_size"):
+        try:
+            parse_quantity(getattr(settings, size))
+        except QuantityError as exc:
+            raise SettingsError(f"{CONFIG_NAMESPACE}:{size}: {exc}") from exc
+    for size in ("default_workspace_size", "default_home_size"):
+        if parse_quantity(getattr(settings, size)) > settings.max_storage_bytes:
+            raise SettingsError(f"{CONFIG_NAMESPACE}:{size}: {getattr(settings, size)} exceeds maxStorage {settings.max_storage}")
+    return settings
+
+
+def settings_from_stack_file(path: Path) -> StackSettings:
+    """Read ``Pulumi.<stack>.yaml`` without Pulumi: plain values, and which secrets are set."""
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise SettingsError(f"{path}: cannot read stack settings: {exc}") from exc
+    config = document.get("config") or {}
+    prefix = f"{CONFIG_NAMESPACE}:"
+    plain: dict[str, object] = {}
+    secrets: dict[str, object] = {}
+    for full_key, value in config.items():
+        if not str(full_key).startswith(prefix):
+            continue
+        key = str(full_key)[len(prefix) :]
+        if key in (API_KEY, CLIENT_API_KEYS):
+            # Secrets are stored encrypted ({secure: ...}); a per-client map keeps its keys in clear.
+            secrets[key] = {k: True for k in value} if isinstance(value, dict) and "secure" not in value else True
+        else:
+            plain[key] = value
+    return settings_from_mapping(plain, secret_keys=secrets)

@@ -1,0 +1,216 @@
+"""One client organization's tenancy: its namespace and everything that isolates and bounds it.
+
+A namespace per client (seed section 1.1) with:
+- Pod Security ``restricted``, pinned to a version, enforced (not just audited);
+- a ResourceQuota that is the sum of the tier budgets of the client's sandboxes, and a LimitRange so a
+  container declared without resources still gets some (and still counts against the quota);
+- default-deny NetworkPolicies, then only what the seed allows (ingress from the platform, egress to the
+  platform and to the internet on 80/443) plus DNS; private ranges and the cloud metadata address are
+  carved out of the internet rule, so other tenants' pods are unreachable;
+- a ServiceAccount for sandbox pods that mounts no token, and a Role for the platform's operator;
+- the Gemini API key Secret, from Pulumi secret config.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from uuid import UUID
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from sandbox_infra import naming
+from sandbox_infra.platform import GROUP, PLURAL, pod_security_labels
+from sandbox_infra.quantity import format_bytes, format_cpu
+from sandbox_infra.tiers import GPU_RESOURCE, Resources
+
+
+@dataclass(frozen=True)
+class QuotaBudget:
+    """What a client's namespace may hold: the sum over its sandboxes."""
+
+    compute: Resources
+    """Sum of the pod budgets of its active and suspended sandboxes."""
+    pvcs: int
+    """Sum of the tiers' PersistentVolumeClaim allowances (archived sandboxes keep their volumes)."""
+    storage: Decimal
+    """Sum of the requested volume sizes, in bytes."""
+
+    def hard(self) -> dict[str, str]:
+        """The ResourceQuota ``spec.hard``. Extended resources only have a requests form."""
+        hard = {
+            "requests.cpu": format_cpu(self.compute.requests_cpu),
+            "requests.memory": format_bytes(self.compute.requests_memory),
+            "limits.cpu": format_cpu(self.compute.limits_cpu),
+            "limits.memory": format_bytes(self.compute.limits_memory),
+            f"requests.{GPU_RESOURCE}": str(self.compute.gpu),
+            "persistentvolumeclaims": str(self.pvcs),
+            "requests.storage": format_bytes(self.storage) if self.storage else "0",
+        }
+        return hard
+
+
+@dataclass(frozen=True)
+class ClientTenantArgs:
+    """Inputs of :class:`ClientTenant`."""
+
+    client_id: UUID
+    """Immutable client id; the namespace is ``client-<id>``."""
+    client_name: str
+    """Display name, recorded as an annotation."""
+    quota: QuotaBudget
+    """Hard limits of the namespace's ResourceQuota."""
+    api_key: pulumi.Input[str] | None
+    """Gemini API key (a secret Output); None when the client has no sandbox that needs one."""
+    platform_namespace: str
+    """Namespace of the platform's services: the only source of ingress, one egress destination."""
+    controller_service_account: str
+    """ServiceAccount of the platform's sandbox operator, in ``platform_namespace``."""
+    pod_security_version: str
+    """Pinned Pod Security Standards version."""
+    egress_denied_cidrs: Sequence[str]
+    """Ranges excluded from the internet egress rule (metadata address, private networks)."""
+    max_volume_size: str
+    """Largest PersistentVolumeClaim the LimitRange admits."""
+
+
+class ClientTenant(pulumi.ComponentResource):
+    """A client's namespace, quota, limits, network isolation, RBAC and API key."""
+
+    namespace: pulumi.Output[str]
+    quota: k8s.core.v1.ResourceQuota
+
+    def __init__(self, name: str, args: ClientTenantArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("sandbox-infra:tenancy:ClientTenant", name, None, opts)
+        namespace = naming.namespace(args.client_id)
+        labels = naming.labels(name="client-tenant", instance=namespace, component="tenancy", client=args.client_id)
+        meta = {"namespace": namespace, "labels": labels}
+        child = pulumi.ResourceOptions(parent=self)
+
+        ns = k8s.core.v1.Namespace(
+            f"{name}-namespace",
+            metadata={
+                "name": namespace,
+                "labels": {**labels, **pod_security_labels("restricted", args.pod_security_version)},
+                "annotations": {"platform.com/client-name": args.client_name},
+            },
+            # Deleting a namespace deletes every volume in it, whatever the PVCs' own options say:
+            # offboarding a client is an explicit multi-step change (README, "Offboarding").
+            opts=pulumi.ResourceOptions(parent=self, protect=True, retain_on_delete=True),
+        )
+        in_ns = pulumi.ResourceOptions(parent=self, depends_on=[ns])
+
+        self.quota = k8s.core.v1.ResourceQuota(
+            f"{name}-quota",
+            metadata={**meta, "name": "sandbox-quota"},
+            spec={"hard": args.quota.hard()},
+            opts=in_ns,
+        )
+        k8s.core.v1.LimitRange(
+            f"{name}-limits",
+            metadata={**meta, "name": "sandbox-defaults"},
+            spec={
+                "limits": [
+                    {
+                        "type": "Container",
+                        "default": {"cpu": "500m", "memory": "512Mi"},
+                        "defaultRequest": {"cpu": "100m", "memory": "128Mi"},
+                    },
+                    {"type": "PersistentVolumeClaim", "max": {"storage": args.max_volume_size}},
+                ]
+            },
+            opts=in_ns,
+        )
+        self._network_policies(name, namespace, labels, args, in_ns)
+        self._rbac(name, namespace, labels, args, in_ns)
+        if args.api_key is not None:
+            k8s.core.v1.Secret(
+                f"{name}-gemini-api-key",
+                metadata={**meta, "name": naming.API_KEY_SECRET},
+                type="Opaque",
+                string_data={naming.API_KEY_SECRET_KEY: pulumi.Output.secret(args.api_key)},
+                opts=pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(additional_secret_outputs=["data", "stringData"])),
+            )
+        self.namespace = ns.metadata.name
+        self.register_outputs({"namespace": self.namespace})
+
+    @staticmethod
+    def _network_policies(
+        name: str, namespace: str, labels: dict[str, str], args: ClientTenantArgs, opts: pulumi.ResourceOptions
+    ) -> None:
+        meta = {"namespace": namespace, "labels": labels}
+        platform = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": args.platform_namespace}}}
+        k8s.networking.v1.NetworkPolicy(
+            f"{name}-default-deny",
+            metadata={**meta, "name": "default-deny"},
+            spec={"podSelector": {}, "policyTypes": ["Ingress", "Egress"]},
+            opts=opts,
+        )
+        k8s.networking.v1.NetworkPolicy(
+            f"{name}-allow-dns",
+            metadata={**meta, "name": "allow-dns"},
+            spec={
+                "podSelector": {},
+                "policyTypes": ["Egress"],
+                "egress": [
+                    {
+                        "to": [
+                            {
+                                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                                "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+                            }
+                        ],
+                        "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+                    }
+                ],
+            },
+            opts=opts,
+        )
+        k8s.networking.v1.NetworkPolicy(
+            f"{name}-sandbox-isolation",
+            metadata={**meta, "name": "sandbox-isolation"},
+            spec={
+                "podSelector": {"matchLabels": naming.SANDBOX_POD_SELECTOR},
+                "policyTypes": ["Ingress", "Egress"],
+                "ingress": [{"from": [platform]}],
+                "egress": [
+                    {"to": [platform]},
+                    {
+                        "to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": list(args.egress_denied_cidrs)}}],
+                        "ports": [{"protocol": "TCP", "port": 443}, {"protocol": "TCP", "port": 80}],
+                    },
+                ],
+            },
+            opts=opts,
+        )
+
+    @staticmethod
+    def _rbac(name: str, namespace: str, labels: dict[str, str], args: ClientTenantArgs, opts: pulumi.ResourceOptions) -> None:
+        meta = {"namespace": namespace, "labels": labels}
+        k8s.core.v1.ServiceAccount(
+            f"{name}-sandbox-sa",
+            metadata={**meta, "name": naming.SANDBOX_SERVICE_ACCOUNT},
+            automount_service_account_token=False,
+            opts=opts,
+        )
+        role = k8s.rbac.v1.Role(
+            f"{name}-operator-role",
+            metadata={**meta, "name": "sandbox-operator"},
+            rules=[
+                {"apiGroups": [GROUP], "resources": [PLURAL, f"{PLURAL}/status"], "verbs": ["get", "list", "watch", "update", "patch"]},
+                {"apiGroups": ["apps"], "resources": ["statefulsets", "statefulsets/scale"], "verbs": ["get", "list", "watch", "patch", "update"]},
+                {"apiGroups": [""], "resources": ["pods", "persistentvolumeclaims", "services", "events"], "verbs": ["get", "list", "watch"]},
+                {"apiGroups": [""], "resources": ["pods/exec", "pods/log"], "verbs": ["get", "create"]},
+            ],
+            opts=opts,
+        )
+        k8s.rbac.v1.RoleBinding(
+            f"{name}-operator-binding",
+            metadata={**meta, "name": "sandbox-operator"},
+            role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "sandbox-operator"},
+            subjects=[{"kind": "ServiceAccount", "name": args.controller_service_account, "namespace": args.platform_namespace}],
+            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[role])),
+        )
+

@@ -1,0 +1,169 @@
+"""The Pulumi program under Pulumi's mocks: what it declares for the example roster, and what it refuses."""
+
+from __future__ import annotations
+
+import os
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pytest
+
+from sandbox_infra import program
+from sandbox_infra.quantity import parse_quantity
+from sandbox_infra.roster import load_roster
+from sandbox_infra.settings import StackSettings
+from sandbox_infra.tiers import TIERS, Tier, split_budget
+from tests.unit.mocks import Recorder, is_secret, resolve, run_program
+
+SNAPSHOT = Path(__file__).parent / "snapshots" / "example-roster-urns.txt"
+SETTINGS = StackSettings(api_key_present=True)
+PVC = "kubernetes:core/v1:PersistentVolumeClaim"
+STS = "kubernetes:apps/v1:StatefulSet"
+
+
+def build_example(example_roster: Path) -> Recorder:
+    roster = load_roster(example_roster, SETTINGS)
+
+    def body() -> None:
+        provider = k8s.Provider("kubernetes")
+        keys = {c.id: pulumi.Output.secret("test-key") for c in roster.clients}
+        program.build(roster, SETTINGS, keys, provider)
+
+    return run_program(body)
+
+
+@pytest.fixture(scope="module")
+def example(request: pytest.FixtureRequest) -> Recorder:
+    return build_example(Path(request.config.rootpath) / "roster.yaml")
+
+
+def test_urn_snapshot(example: Recorder) -> None:
+    """Renaming a logical name makes Pulumi delete and re-create; that must be a deliberate change."""
+    urns = sorted(resolve(r.resource.urn) for r in example.resources)
+    if os.environ.get("UPDATE_SNAPSHOTS"):
+        SNAPSHOT.parent.mkdir(exist_ok=True)
+        SNAPSHOT.write_text("\n".join(urns) + "\n")
+    assert urns == SNAPSHOT.read_text().splitlines(), "URNs changed: add aliases, or UPDATE_SNAPSHOTS=1 if intended"
+
+
+def test_every_pvc_is_protected_and_retained(example: Recorder) -> None:
+    pvcs = example.by_type(PVC)
+    assert len(pvcs) == 18
+    for pvc in pvcs:
+        assert pvc.opts.protect is True, pvc.name
+        assert pvc.opts.retain_on_delete is True, pvc.name
+
+
+def test_client_namespaces_are_protected(example: Recorder) -> None:
+    namespaces = [r for r in example.by_type("kubernetes:core/v1:Namespace") if r.name.startswith("client-")]
+    assert len(namespaces) == 3
+    assert all(ns.opts.protect and ns.opts.retain_on_delete for ns in namespaces)
+
+
+def _statefulsets(example: Recorder) -> dict[str, dict[str, Any]]:
+    return {resolve(pulumi.Output.from_input(r.props["metadata"]))["name"]: resolve(pulumi.Output.from_input(r.props["spec"])) for r in example.by_type(STS)}
+
+
+def test_states(example: Recorder) -> None:
+    sts = _statefulsets(example)
+    assert sts["sandbox-d44c1a65-1247-4c83-81e5-f317ce893476"]["replicas"] == 0  # suspended
+    assert sts["sandbox-e0d60578-9d7a-46c3-89f8-a131aaa11434"]["replicas"] == 1
+    # archived: no compute, no service, but both volumes and the Sandbox object stay
+    archived = "95a68ebd-8ec9-43ef-96f8-342291623c48"
+    assert f"sandbox-{archived}" not in sts
+    assert any(archived in r.name for r in example.by_type(PVC))
+    assert len([r for r in example.by_type(PVC) if archived in r.name]) == 2
+    assert len(example.by_type("kubernetes:platform.com/v1:Sandbox")) == 9
+
+
+def _requests(containers: list[dict[str, Any]], side: str, what: str) -> Decimal:
+    return sum((parse_quantity(c["resources"][side][what]) for c in containers), Decimal(0))
+
+
+def test_pods_fit_their_tier_budget(example: Recorder) -> None:
+    sts = _statefulsets(example)
+    grace = sts["sandbox-64a1e28f-6dcb-41fe-a9d2-33558e10fc1d"]["template"]["spec"]
+    budget = TIERS[Tier.PREMIUM].budget
+    assert budget is not None
+    assert _requests(grace["containers"], "requests", "cpu") == budget.requests_cpu
+    assert _requests(grace["containers"], "limits", "memory") == budget.limits_memory
+    assert grace["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    for spec in sts.values():
+        pod = spec["template"]["spec"]
+        for c in pod["containers"] + pod["initContainers"]:
+            for side in ("requests", "limits"):
+                assert {"cpu", "memory"} <= set(c["resources"][side]), c["name"]
+
+
+def test_pods_pass_restricted(example: Recorder) -> None:
+    for spec in _statefulsets(example).values():
+        pod = spec["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert pod["automountServiceAccountToken"] is False
+        for c in pod["containers"] + pod["initContainers"]:
+            assert c["securityContext"]["allowPrivilegeEscalation"] is False
+            assert c["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+            assert ":" in c["image"] and not c["image"].endswith(":latest")
+
+
+def test_quota_is_the_sum_of_tier_budgets(example_roster: Path) -> None:
+    roster = load_roster(example_roster, SETTINGS)
+    quotas = program.client_quotas(roster, SETTINGS)
+    acme = quotas[roster.clients[0].id].hard()
+    # standard + premium with GPU + basic (suspended keeps its reservation)
+    assert acme == {
+        "requests.cpu": "7", "requests.memory": "14Gi", "limits.cpu": "14", "limits.memory": "28Gi",
+        "requests.nvidia.com/gpu": "1", "persistentvolumeclaims": "10", "requests.storage": "240Gi",
+    }
+    initech = quotas[roster.clients[2].id].hard()
+    # premium + basic; the archived standard sandbox keeps only its volumes
+    assert initech["requests.cpu"] == "5" and initech["limits.memory"] == "20Gi"
+    assert initech["persistentvolumeclaims"] == "10" and initech["requests.storage"] == "150Gi"
+
+
+@pytest.mark.parametrize("tier", [Tier.BASIC, Tier.STANDARD, Tier.PREMIUM])
+def test_split_budget_is_exact(tier: Tier) -> None:
+    budget = TIERS[tier].budget
+    assert budget is not None
+    split = split_budget(budget)
+    assert split.pod.requests_cpu == budget.requests_cpu
+    assert split.pod.limits_memory == budget.limits_memory
+    assert split.init.requests_cpu <= split.pod.requests_cpu
+
+
+def _program_config(tmp_path: Path, roster_text: str) -> dict[str, str]:
+    roster = tmp_path / "roster.yaml"
+    roster.write_text(roster_text)
+    return {"sandbox-infra:roster": str(roster), "sandbox-infra:geminiApiKey": "sk-test-not-real"}
+
+
+def test_api_key_stays_secret(tmp_path: Path, example_roster: Path) -> None:
+    config = _program_config(tmp_path, example_roster.read_text())
+    recorder = run_program(program.main, config=config, secret_keys=["sandbox-infra:geminiApiKey"])
+    secrets = recorder.by_type("kubernetes:core/v1:Secret")
+    assert len(secrets) == 3
+    for secret in secrets:
+        value = pulumi.Output.from_input(secret.props["string_data"])
+        assert is_secret(value)
+        assert resolve(value) == {"api_key": "sk-test-not-real"}
+
+
+def test_invalid_roster_registers_nothing(tmp_path: Path) -> None:
+    config = _program_config(tmp_path, "version: 1\nclients:\n  - id: nope\n    name: X\n")
+    recorder = Recorder()
+    with pytest.raises(program.ProgramError, match="is invalid"):
+        run_program(program.main, config=config, secret_keys=["sandbox-infra:geminiApiKey"], recorder=recorder)
+    assert recorder.resources == []
+
+
+def test_missing_api_key_registers_nothing(tmp_path: Path, example_roster: Path) -> None:
+    config = _program_config(tmp_path, example_roster.read_text())
+    del config["sandbox-infra:geminiApiKey"]
+    recorder = Recorder()
+    with pytest.raises(program.ProgramError, match="is invalid"):
+        run_program(program.main, config=config, recorder=recorder)
+    assert recorder.resources == []

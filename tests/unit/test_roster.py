@@ -1,0 +1,232 @@
+"""Roster validation: one test per rule, each asserting the exact line, column, path and exit code."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from sandbox_infra.cli import main
+from sandbox_infra.roster import Roster, SandboxState, load_roster
+from sandbox_infra.settings import StackSettings
+
+ACME = "0b0e5a4e-2f7d-4a53-9d0e-6f1c2b7a9c11"
+GLOBEX = "083cfb9d-4274-45dd-b4a8-bb1b0e883cf5"
+ADA = "e0d60578-9d7a-46c3-89f8-a131aaa11434"
+GRACE = "64a1e28f-6dcb-41fe-a9d2-33558e10fc1d"
+
+HEADER = f"""\
+version: 1
+clients:
+  - id: {ACME}
+    name: Acme Corp
+freelancers:
+  - id: {ADA}
+    email: ada@example.com
+    sandboxes:
+"""
+# Line 9 is the first line after HEADER.
+
+
+def check(tmp_path: Path, body: str, capsys: pytest.CaptureFixture[str], *, stack: str | None = 'sandbox-infra:geminiApiKey: {secure: x}') -> tuple[int, list[str]]:
+    """Write a roster (and a stack file), run `check` on it, return exit code and printed lines."""
+    roster = tmp_path / "roster.yaml"
+    roster.write_text(textwrap.dedent(body))
+    if stack is not None:
+        (tmp_path / "Pulumi.dev.yaml").write_text(f"config:\n  {stack}\n")
+    code = main(["check", str(roster), "--project-dir", str(tmp_path)])
+    out = capsys.readouterr().out.splitlines()
+    return code, [line.replace(str(roster), "roster.yaml") for line in out]
+
+
+def sandbox(lines: str) -> str:
+    return HEADER + textwrap.indent(textwrap.dedent(lines), "      ")
+
+
+def test_example_roster_is_valid(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["check", str(repo / "roster.yaml"), "--project-dir", str(repo)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "3 clients, 8 freelancers, 9 sandboxes" in out
+
+
+def test_valid_minimal(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = check(tmp_path, sandbox(f"- client: {ACME}\n  tier: basic\n"), capsys)
+    assert code == 0
+    assert out == ["roster.yaml: valid: 1 clients, 1 freelancers, 1 sandboxes (1 active; tiers: 1 basic; 0 with GPU)"]
+
+
+def test_yaml_syntax_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = check(tmp_path, "version: 1\nclients: [\n", capsys)
+    assert code == 1
+    assert out[0].startswith("roster.yaml:3:1: YAML syntax error:")
+
+
+def test_unreadable_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["check", str(tmp_path / "missing.yaml"), "--project-dir", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert out.startswith(f"{tmp_path / 'missing.yaml'}:1:1: cannot read file:")
+
+
+def test_unknown_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = check(tmp_path, sandbox(f"- client: {ACME}\n  tier: basic\n  tierr: premium\n"), capsys)
+    assert code == 1
+    assert out == [
+        "roster.yaml:11:9: freelancers[0].sandboxes[0].tierr: unknown key 'tierr' "
+        "(expected one of client, tier, resources, gpu, image, storage, state)"
+    ]
+
+
+def test_duplicate_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = check(tmp_path, sandbox(f"- client: {ACME}\n  tier: basic\n  tier: premium\n"), capsys)
+    assert code == 1
+    assert out == ["roster.yaml:11:9: freelancers[0].sandboxes[0].tier: duplicate key 'tier' (first given at line 10)"]
+
+
+def test_wrong_type(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = check(tmp_path, sandbox(f"- client: {ACME}\n  tier: basic\n  gpu: 'yes'\n"), capsys)
+    assert code == 1
+    assert out == ["roster.yaml:11:14: freelancers[0].sandboxes[0].gpu: expected true or false, got str 'yes'"]
+
+
+def test_malformed_uuid(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = check(tmp_path, sandbox("- client: acme\n  tier: basic\n"), capsys)
+    assert code == 1
+    assert out == [
+        "roster.yaml:9:17: freelancers[0].sandboxes[0].client: malformed UUID 'acme' (expected e.g. 0b0e5a4e-2f7d-4a53-9d0e-6f1c2b7a9c11)"
+    ]
+
+
+def test_duplicate_ids_and_emails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    body = HEADER + f"  - id: {ADA}\n    email: Ada@Example.com\n  - id: {ACME}\n    email: x@example.com\n" + f"  - id: {GRACE}\n    email: y@example.com\n"
+    body = body.replace("    sandboxes:\n", "")
+    body = body.replace("freelancers:", f"  - id: {ACME}\n    name: Again\nfreelancers:")
+    code, out = check(tmp_path, body, capsys)
+    assert code == 1
+    assert out == [
+        f"roster.yaml:5:9: clients[1].id: duplicate client id {ACME} (also clients[0])",
+        f"roster.yaml:10:9: freelancers[1].id: duplicate freelancer id {ADA} (also freelancers[0])",
+        "roster.yaml:11:12: freelancers[1].email: duplicate email 'Ada@Example.com' (also freelancers[0])",
+    ]
+
+
+def test_unknown_client(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = check(tmp_path, sandbox(f"- client: {GLOBEX}\n  tier: basic\n"), capsys)
+    assert code == 1
+    assert out == [f"roster.yaml:9:17: freelancers[0].sandboxes[0].client: unknown client {GLOBEX} (not in clients[].id)"]
+
+
+def test_two_sandboxes_for_one_client(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = check(tmp_path, sandbox(f"- client: {ACME}\n  tier: basic\n- client: {ACME}\n  tier: premium\n"), capsys)
+    assert code == 1
+    assert out == [
+        f"roster.yaml:11:17: freelancers[0].sandboxes[1].client: second sandbox for client {ACME} "
+        "(already sandboxes[0]); a freelancer has one sandbox per client"
+    ]
+
+
+def test_unknown_tier(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = check(tmp_path, sandbox(f"- client: {ACME}\n  tier: gold\n"), capsys)
+    assert code == 1
+    assert out == [
+        "roster.yaml:10:15: freelancers[0].sandboxes[0].tier: unknown tier 'gold' (expected one of basic, standard, premium, custom)"
+    ]
+
+
+def test_custom_needs_resources(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = check(tmp_path, sandbox(f"- client: {ACME}\n  tier: custom\n"), capsys)
+    assert code == 1
+    assert out == ["roster.yaml:10:15: freelancers[0].sandboxes[0].tier: tier custom needs a resources block (requests, limits, optional gpu)"]
+
+
+def test_resources_only_for_custom(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    body = sandbox(f"- client: {ACME}\n  tier: basic\n  resources: {{requests: {{cpu: 1, memory: 1Gi}}, limits: {{cpu: 1, memory: 1Gi}}}}\n")
+    code, out = check(tmp_path, body, capsys)
+    assert code == 1
+    assert out == ["roster.yaml:11:20: freelancers[0].sandboxes[0].resources: resources is only allowed for tier custom (tier basic has fixed resources)"]
+
+
+def test_custom_request_above_limit(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    body = sandbox(f"- client: {ACME}\n  tier: custom\n  resources: {{requests: {{cpu: 3, memory: 1Gi}}, limits: {{cpu: 2, memory: 1Gi}}}}\n")
+    code, out = check(tmp_path, body, capsys)
+    assert code == 1
+    assert out == ["roster.yaml:11:37: freelancers[0].sandboxes[0].resources.requests.cpu: request is larger than the limit (2)"]
+
+
+def test_gpu_on_tier_without_gpu(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = check(tmp_path, sandbox(f"- client: {ACME}\n  tier: standard\n  gpu: true\n"), capsys)
+    assert code == 1
+    assert out == ["roster.yaml:11:14: freelancers[0].sandboxes[0].gpu: tier standard has no GPU (GPUs are available on: premium, custom)"]
+
+
+@pytest.mark.parametrize(
+    ("size", "message"),
+    [
+        ("lots", "'lots' is not a Kubernetes quantity (examples: '500m', '2', '4Gi')"),
+        ("0", "must be a positive size, got '0'"),
+        ("-5Gi", "must be a positive size, got '-5Gi'"),
+        ("501Gi", "501Gi exceeds the maximum volume size 500Gi (stack setting maxStorage)"),
+    ],
+)
+def test_storage_sizes(tmp_path: Path, capsys: pytest.CaptureFixture[str], size: str, message: str) -> None:
+    code, out = check(tmp_path, sandbox(f"- client: {ACME}\n  tier: basic\n  storage: {{workspace: '{size}'}}\n"), capsys)
+    assert code == 1
+    assert out == [f"roster.yaml:11:30: freelancers[0].sandboxes[0].storage.workspace: {message}"]
+
+
+def test_max_storage_comes_from_the_stack(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    stack = "sandbox-infra:geminiApiKey: {secure: x}\n  sandbox-infra:maxStorage: 40Gi"
+    code, out = check(tmp_path, sandbox(f"- client: {ACME}\n  tier: basic\n  storage: {{home: 45Gi}}\n"), capsys, stack=stack)
+    assert code == 1
+    assert out == ["roster.yaml:11:25: freelancers[0].sandboxes[0].storage.home: 45Gi exceeds the maximum volume size 40Gi (stack setting maxStorage)"]
+
+
+def test_latest_image_tag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = check(tmp_path, sandbox(f"- client: {ACME}\n  tier: basic\n  image: latest\n"), capsys)
+    assert code == 1
+    assert out == ["roster.yaml:11:16: freelancers[0].sandboxes[0].image: image tag 'latest' is not allowed: pin a version"]
+
+
+def test_name_too_long(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from sandbox_infra import naming
+
+    monkeypatch.setattr(naming, "sandbox", lambda fid: f"sandbox-with-a-much-longer-prefix-{fid}")
+    code, out = check(tmp_path, sandbox(f"- client: {ACME}\n  tier: basic\n"), capsys)
+    assert code == 1
+    assert out[0].startswith(f"roster.yaml:6:9: freelancers[0].id: generated StatefulSet name 'sandbox-with-a-much-longer-prefix-{ADA}' is 70 characters (limit 52)")
+
+
+def test_missing_api_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = check(tmp_path, sandbox(f"- client: {ACME}\n  tier: basic\n"), capsys, stack=None)
+    assert code == 1
+    assert out == [
+        f"roster.yaml:3:9: clients[0].id: no Gemini API key for client {ACME}: set the platform default with "
+        "`pulumi config set --secret sandbox-infra:geminiApiKey ...` or this client's key with "
+        f"`pulumi config set --secret --path 'sandbox-infra:clientGeminiApiKeys.{ACME}' ...` (Pulumi.dev.yaml)"
+    ]
+
+
+def test_per_client_api_key_is_enough(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    stack = f"sandbox-infra:clientGeminiApiKeys:\n    {ACME}: {{secure: x}}"
+    code, _ = check(tmp_path, sandbox(f"- client: {ACME}\n  tier: basic\n"), capsys, stack=stack)
+    assert code == 0
+
+
+def test_every_error_is_reported_at_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    body = sandbox(f"- client: {ACME}\n  tier: gold\n- client: {GLOBEX}\n  tier: basic\n  gpu: true\n")
+    code, out = check(tmp_path, body, capsys)
+    assert code == 1
+    assert [line.split(": ")[1] for line in out] == [
+        "freelancers[0].sandboxes[0].tier",
+        "freelancers[0].sandboxes[1].client",
+        "freelancers[0].sandboxes[1].gpu",
+    ]
+
+
+def test_loaded_model(example_roster: Path) -> None:
+    roster = load_roster(example_roster, StackSettings(api_key_present=True))
+    assert isinstance(roster, Roster)
+    states = {s.state for _, s in roster.sandboxes()}
+    assert states == {SandboxState.ACTIVE, SandboxState.SUSPENDED, SandboxState.ARCHIVED}
