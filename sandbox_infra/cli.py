@@ -17,7 +17,8 @@ from pathlib import Path
 from sandbox_infra.roster import Roster, SandboxState, load_roster
 from sandbox_infra.schema import roster_schema
 from sandbox_infra.settings import SettingsError, StackSettings, settings_from_stack_file
-from sandbox_infra.source import InvalidInput
+from sandbox_infra.offboarding import removals
+from sandbox_infra.source import InputError, load_yaml
 
 
 def _settings(stack: str, project_dir: Path) -> tuple[StackSettings, str]:
@@ -50,11 +51,26 @@ def _check(args: argparse.Namespace) -> int:
         return 2
     try:
         roster = load_roster(roster_path, settings, display_name=args.roster, stack_file=stack_file)
-    except InvalidInput as exc:
+    except InputError as exc:
         for diagnostic in exc.diagnostics:
             print(diagnostic)
         print(f"{args.roster}: {len(exc.diagnostics)} error(s)", file=sys.stderr)
         return 1
+    if args.previous:
+        try:
+            previous, positions = load_yaml(Path(args.previous))
+        except InputError as exc:
+            for diagnostic in exc.diagnostics:
+                print(diagnostic)
+            return 1
+        errors, notes = removals(previous, positions, roster)
+        for diagnostic in notes:
+            print(f"note: {diagnostic}", file=sys.stderr)
+        if errors:
+            for diagnostic in errors:
+                print(diagnostic)
+            print(f"{args.roster}: {len(errors)} unsafe removal(s) compared with {args.previous}", file=sys.stderr)
+            return 1
     print(f"{args.roster}: valid: {summary(roster)}")
     return 0
 
@@ -71,6 +87,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     check.add_argument("roster", nargs="?", default="roster.yaml", help="roster file (default: roster.yaml)")
     check.add_argument("--stack", default="dev", help="stack whose settings apply (default: dev)")
     check.add_argument("--project-dir", default=".", help="directory holding Pulumi.<stack>.yaml (default: .)")
+    check.add_argument(
+        "--previous",
+        metavar="FILE",
+        help="the roster before this change (e.g. from the base branch): entries removed without being archived first are errors",
+    )
     check.set_defaults(run=_check)
     schema = commands.add_parser("schema", help="print the roster's JSON Schema")
     schema.set_defaults(run=_schema)

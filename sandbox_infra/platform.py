@@ -109,7 +109,11 @@ class Platform(pulumi.ComponentResource):
                 "name": args.namespace,
                 # Client NetworkPolicies select this namespace by the immutable kubernetes.io/metadata.name
                 # label; `name` is kept for tools written against the seed's policy.
-                "labels": {**labels, "name": args.namespace, **pod_security_labels("restricted", args.pod_security_version)},
+                "labels": {
+                    **labels,
+                    "name": args.namespace,
+                    **pod_security_labels("restricted", args.pod_security_version),
+                },
             },
             opts=child,
         )
@@ -119,7 +123,13 @@ class Platform(pulumi.ComponentResource):
             spec={
                 "group": GROUP,
                 "scope": "Namespaced",
-                "names": {"kind": KIND, "plural": PLURAL, "singular": "sandbox", "listKind": "SandboxList", "shortNames": ["sbx"]},
+                "names": {
+                    "kind": KIND,
+                    "plural": PLURAL,
+                    "singular": "sandbox",
+                    "listKind": "SandboxList",
+                    "shortNames": ["sbx"],
+                },
                 "versions": [
                     {
                         "name": VERSION,

@@ -29,9 +29,9 @@ from sandbox_infra.settings import (
     StackSettings,
     settings_from_mapping,
 )
-from sandbox_infra.source import InvalidInput
+from sandbox_infra.source import InputError
 from sandbox_infra.tenancy import ClientTenant, ClientTenantArgs, QuotaBudget
-from sandbox_infra.tiers import TIERS, ZERO, split_budget
+from sandbox_infra.tiers import TIERS, ZERO, Resources, split_budget
 
 
 class ProgramError(pulumi.RunError):
@@ -69,19 +69,16 @@ def client_quotas(roster: Roster, settings: StackSettings) -> dict[UUID, QuotaBu
     Suspended sandboxes keep their compute reservation (resuming must never fail on quota); archived
     ones keep only their volumes.
     """
-    compute: dict[UUID, object] = defaultdict(lambda: ZERO)
+    compute: dict[UUID, Resources] = defaultdict(lambda: ZERO)
     pvcs: dict[UUID, int] = defaultdict(int)
     storage: dict[UUID, Decimal] = defaultdict(Decimal)
     for _, sandbox in roster.sandboxes():
         if sandbox.state is not SandboxState.ARCHIVED:
-            compute[sandbox.client] = compute[sandbox.client] + split_budget(sandbox_budget(sandbox)).pod  # type: ignore[operator]
+            compute[sandbox.client] += split_budget(sandbox_budget(sandbox)).pod
         pvcs[sandbox.client] += TIERS[sandbox.tier].pvcs
         workspace, home = volume_sizes(sandbox, settings)
         storage[sandbox.client] += parse_quantity(workspace) + parse_quantity(home)
-    return {
-        c.id: QuotaBudget(compute=compute[c.id], pvcs=pvcs[c.id], storage=storage[c.id])  # type: ignore[arg-type]
-        for c in roster.clients
-    }
+    return {c.id: QuotaBudget(compute=compute[c.id], pvcs=pvcs[c.id], storage=storage[c.id]) for c in roster.clients}
 
 
 def volume_sizes(sandbox: SandboxEntry, settings: StackSettings) -> tuple[str, str]:
@@ -98,7 +95,9 @@ def gemini_image(freelancer: Freelancer, sandbox: SandboxEntry, settings: StackS
     return f"{settings.gemini_cli_image}:{settings.gemini_cli_tag}"
 
 
-def build(roster: Roster, settings: StackSettings, api_keys: Mapping[UUID, pulumi.Input[str]], provider: k8s.Provider) -> dict[str, object]:
+def build(
+    roster: Roster, settings: StackSettings, api_keys: Mapping[UUID, pulumi.Input[str]], provider: k8s.Provider
+) -> dict[str, object]:
     """Declare the platform, one tenant per client and one sandbox per roster entry."""
     opts = pulumi.ResourceOptions(provider=provider)
     platform = Platform(
@@ -162,17 +161,19 @@ def main() -> None:
     stack_file = f"Pulumi.{pulumi.get_stack()}.yaml"
     try:
         roster = load_roster(Path(settings.roster), settings, display_name=settings.roster, stack_file=stack_file)
-    except InvalidInput as exc:
+    except InputError as exc:
         for diagnostic in exc.diagnostics:
             pulumi.log.error(str(diagnostic))
-        raise ProgramError(f"{settings.roster} is invalid ({len(exc.diagnostics)} errors above); nothing was changed") from None
+        raise ProgramError(
+            f"{settings.roster} is invalid ({len(exc.diagnostics)} errors above); nothing was changed"
+        ) from None
 
     default_key = config.get_secret(API_KEY)
     client_keys = config.get_secret_object(CLIENT_API_KEYS)
     api_keys: dict[UUID, pulumi.Input[str]] = {}
     for client in roster.clients:
         if str(client.id) in settings.client_api_keys_present and client_keys is not None:
-            api_keys[client.id] = client_keys.apply(lambda keys, cid=str(client.id): str(keys[cid]))  # type: ignore[index,misc]
+            api_keys[client.id] = client_keys.apply(lambda keys, cid=str(client.id): str(keys[cid]))  # type: ignore[misc]
         elif default_key is not None:
             api_keys[client.id] = default_key
     provider = k8s.Provider("kubernetes", enable_server_side_apply=True)

@@ -7,11 +7,11 @@ silently drop a freelancer. Only a roster without errors reaches the Pulumi prog
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
@@ -20,7 +20,7 @@ from pydantic_core import ErrorDetails
 from sandbox_infra import naming
 from sandbox_infra.quantity import QuantityError, parse_quantity
 from sandbox_infra.settings import StackSettings
-from sandbox_infra.source import Diagnostic, InvalidInput, PathKey, Positions, load_yaml
+from sandbox_infra.source import Diagnostic, InputError, PathKey, Positions, load_yaml
 from sandbox_infra.tiers import TIERS, Resources, Tier
 
 SCHEMA_URL = "roster.schema.json"
@@ -29,7 +29,7 @@ _EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 _TAG = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
 
 
-class SandboxState(str, Enum):
+class SandboxState(StrEnum):
     """Lifecycle of a sandbox. Only ``archived`` sandboxes may later be released (see README)."""
 
     ACTIVE = "active"
@@ -212,7 +212,9 @@ def _parse(data: object, positions: Positions) -> tuple[_Parsed | None, list[Dia
     freelancers = data.get("freelancers", [])
     for i, item in enumerate(freelancers if isinstance(freelancers, list) else []):
         sandboxes = item.get("sandboxes", []) if isinstance(item, dict) else []
-        freelancer = parse(Freelancer, {**item, "sandboxes": []} if isinstance(item, dict) else item, ("freelancers", i))
+        freelancer = parse(
+            Freelancer, {**item, "sandboxes": []} if isinstance(item, dict) else item, ("freelancers", i)
+        )
         if not isinstance(sandboxes, list):
             continue  # reported by the Freelancer model
         kept: list[tuple[int, SandboxEntry]] = []
@@ -226,7 +228,9 @@ def _parse(data: object, positions: Positions) -> tuple[_Parsed | None, list[Dia
     return parsed, errors
 
 
-def _custom_budget(resources: CustomResources, gpu: bool, path: PathKey, positions: Positions) -> tuple[Resources | None, list[Diagnostic]]:
+def _custom_budget(
+    resources: CustomResources, gpu: bool, path: PathKey, positions: Positions
+) -> tuple[Resources | None, list[Diagnostic]]:
     errors: list[Diagnostic] = []
     values: dict[str, Any] = {}
     for side in ("requests", "limits"):
@@ -245,12 +249,19 @@ def _custom_budget(resources: CustomResources, gpu: bool, path: PathKey, positio
     for what in ("cpu", "memory"):
         if values[f"requests_{what}"] > values[f"limits_{what}"]:
             errors.append(
-                positions.diagnostic((*path, "resources", "requests", what), f"request is larger than the limit ({getattr(resources.limits, what)})")
+                positions.diagnostic(
+                    (*path, "resources", "requests", what),
+                    f"request is larger than the limit ({getattr(resources.limits, what)})",
+                )
             )
     gpus = resources.gpu or (1 if gpu else 0)
     if resources.gpu and not gpu:
-        errors.append(positions.diagnostic((*path, "resources", "gpu"), "resources.gpu is set but gpu is false; set gpu: true"))
-    budget = Resources(values["requests_cpu"], values["requests_memory"], values["limits_cpu"], values["limits_memory"], gpus)
+        errors.append(
+            positions.diagnostic((*path, "resources", "gpu"), "resources.gpu is set but gpu is false; set gpu: true")
+        )
+    budget = Resources(
+        values["requests_cpu"], values["requests_memory"], values["limits_cpu"], values["limits_memory"], gpus
+    )
     return (None if errors else budget), errors
 
 
@@ -259,12 +270,17 @@ def sandbox_budget(entry: SandboxEntry) -> Resources:
     spec = TIERS[entry.tier]
     if spec.budget is not None:
         base = spec.budget
-        return Resources(base.requests_cpu, base.requests_memory, base.limits_cpu, base.limits_memory, 1 if entry.gpu else 0)
+        return Resources(
+            base.requests_cpu, base.requests_memory, base.limits_cpu, base.limits_memory, 1 if entry.gpu else 0
+        )
     assert entry.resources is not None  # guaranteed by validation
     r = entry.resources
     return Resources(
-        parse_quantity(r.requests.cpu), parse_quantity(r.requests.memory),
-        parse_quantity(r.limits.cpu), parse_quantity(r.limits.memory), r.gpu or (1 if entry.gpu else 0),
+        parse_quantity(r.requests.cpu),
+        parse_quantity(r.requests.memory),
+        parse_quantity(r.limits.cpu),
+        parse_quantity(r.limits.memory),
+        r.gpu or (1 if entry.gpu else 0),
     )
 
 
@@ -275,7 +291,9 @@ def _check_semantics(parsed: _Parsed, positions: Positions, settings: StackSetti
     seen_clients: dict[UUID, int] = {}
     for i, client in parsed.clients:
         if client.id in seen_clients:
-            errors.append(d(("clients", i, "id"), f"duplicate client id {client.id} (also clients[{seen_clients[client.id]}])"))
+            errors.append(
+                d(("clients", i, "id"), f"duplicate client id {client.id} (also clients[{seen_clients[client.id]}])")
+            )
         seen_clients.setdefault(client.id, i)
         errors += [d(("clients", i, "id"), msg) for msg in naming.check_client_names(client.id)]
 
@@ -284,11 +302,21 @@ def _check_semantics(parsed: _Parsed, positions: Positions, settings: StackSetti
     max_size = settings.max_storage_bytes
     for i, freelancer, sandbox_indexes in parsed.freelancers:
         if freelancer.id in seen_freelancers:
-            errors.append(d(("freelancers", i, "id"), f"duplicate freelancer id {freelancer.id} (also freelancers[{seen_freelancers[freelancer.id]}])"))
+            errors.append(
+                d(
+                    ("freelancers", i, "id"),
+                    f"duplicate freelancer id {freelancer.id} (also freelancers[{seen_freelancers[freelancer.id]}])",
+                )
+            )
         seen_freelancers.setdefault(freelancer.id, i)
         email = freelancer.email.lower()
         if email in seen_emails:
-            errors.append(d(("freelancers", i, "email"), f"duplicate email {freelancer.email!r} (also freelancers[{seen_emails[email]}])"))
+            errors.append(
+                d(
+                    ("freelancers", i, "email"),
+                    f"duplicate email {freelancer.email!r} (also freelancers[{seen_emails[email]}])",
+                )
+            )
         seen_emails.setdefault(email, i)
         errors += [d(("freelancers", i, "id"), msg) for msg in naming.check_sandbox_names(freelancer.id)]
 
@@ -298,16 +326,31 @@ def _check_semantics(parsed: _Parsed, positions: Positions, settings: StackSetti
             if sandbox.client not in seen_clients:
                 errors.append(d((*path, "client"), f"unknown client {sandbox.client} (not in clients[].id)"))
             if sandbox.client in seen_pairs:
-                errors.append(d((*path, "client"), f"second sandbox for client {sandbox.client} (already sandboxes[{seen_pairs[sandbox.client]}]); a freelancer has one sandbox per client"))
+                errors.append(
+                    d(
+                        (*path, "client"),
+                        f"second sandbox for client {sandbox.client} (already sandboxes[{seen_pairs[sandbox.client]}]);"
+                        " a freelancer has one sandbox per client",
+                    )
+                )
             seen_pairs.setdefault(sandbox.client, j)
             spec = TIERS[sandbox.tier]
             if sandbox.tier is Tier.CUSTOM and sandbox.resources is None:
-                errors.append(d((*path, "tier"), "tier custom needs a resources block (requests, limits, optional gpu)"))
+                errors.append(
+                    d((*path, "tier"), "tier custom needs a resources block (requests, limits, optional gpu)")
+                )
             if sandbox.tier is not Tier.CUSTOM and sandbox.resources is not None:
-                errors.append(d((*path, "resources"), f"resources is only allowed for tier custom (tier {sandbox.tier.value} has fixed resources)"))
+                errors.append(
+                    d(
+                        (*path, "resources"),
+                        f"resources is only allowed for tier custom (tier {sandbox.tier.value} has fixed resources)",
+                    )
+                )
             if sandbox.gpu and not spec.gpu_allowed:
                 allowed = ", ".join(t.value for t, s in TIERS.items() if s.gpu_allowed)
-                errors.append(d((*path, "gpu"), f"tier {sandbox.tier.value} has no GPU (GPUs are available on: {allowed})"))
+                errors.append(
+                    d((*path, "gpu"), f"tier {sandbox.tier.value} has no GPU (GPUs are available on: {allowed})")
+                )
             if sandbox.tier is Tier.CUSTOM and sandbox.resources is not None:
                 errors += _custom_budget(sandbox.resources, sandbox.gpu, path, positions)[1]
             if sandbox.image == "latest":
@@ -325,7 +368,12 @@ def _check_semantics(parsed: _Parsed, positions: Positions, settings: StackSetti
                 if quantity <= 0:
                     errors.append(d(where, f"must be a positive size, got {size!r}"))
                 elif quantity > max_size:
-                    errors.append(d(where, f"{size} exceeds the maximum volume size {settings.max_storage} (stack setting maxStorage)"))
+                    errors.append(
+                        d(
+                            where,
+                            f"{size} exceeds the maximum volume size {settings.max_storage} (stack setting maxStorage)",
+                        )
+                    )
     return errors
 
 
@@ -346,19 +394,22 @@ def _check_secrets(parsed: _Parsed, positions: Positions, settings: StackSetting
     ]
 
 
-def validate(data: object, positions: Positions, settings: StackSettings, *, stack_file: str = "stack config") -> Roster:
-    """Validate loaded roster data; raises :class:`InvalidInput` with every problem found."""
+def validate(
+    data: object, positions: Positions, settings: StackSettings, *, stack_file: str = "stack config"
+) -> Roster:
+    """Validate loaded roster data; raises :class:`InputError` with every problem found."""
     parsed, errors = _parse(data, positions)
     if parsed is not None:
         errors += _check_semantics(parsed, positions, settings)
         errors += _check_secrets(parsed, positions, settings, stack_file)
     if errors or parsed is None:
-        raise InvalidInput(errors)
+        raise InputError(errors)
     return Roster.model_validate(data)
 
 
-def load_roster(path: Path, settings: StackSettings, *, display_name: str | None = None, stack_file: str = "stack config") -> Roster:
-    """Load and validate a roster file; raises :class:`InvalidInput` naming file, line and path."""
+def load_roster(
+    path: Path, settings: StackSettings, *, display_name: str | None = None, stack_file: str = "stack config"
+) -> Roster:
+    """Load and validate a roster file; raises :class:`InputError` naming file, line and path."""
     data, positions = load_yaml(path, display_name=display_name)
     return validate(data, positions, settings, stack_file=stack_file)
-

@@ -90,7 +90,12 @@ class FreelancerSandbox(pulumi.ComponentResource):
         fid = args.freelancer_id
         sandbox_name = naming.sandbox(fid)
         labels = naming.labels(
-            name="sandbox", instance=sandbox_name, component="sandbox", client=args.client_id, freelancer=fid, tier=args.tier
+            name="sandbox",
+            instance=sandbox_name,
+            component="sandbox",
+            client=args.client_id,
+            freelancer=fid,
+            tier=args.tier,
         )
         meta: dict[str, Any] = {"namespace": args.namespace, "labels": labels}
         keep = pulumi.ResourceOptions(parent=self, protect=True, retain_on_delete=True)
@@ -181,7 +186,11 @@ class FreelancerSandbox(pulumi.ComponentResource):
                         {
                             "name": "prepare-home",
                             "image": args.gemini_cli_image,
-                            "command": ["sh", "-c", f"mkdir -p {HOME}/.gemini {HOME}/.config {HOME}/.local/share/code-server"],
+                            "command": [
+                                "sh",
+                                "-c",
+                                f"mkdir -p {HOME}/.gemini {HOME}/.config {HOME}/.local/share/code-server",
+                            ],
                             "resources": args.resources.init.to_k8s(),
                             "securityContext": _restricted_container_security(),
                             "volumeMounts": mounts,
@@ -197,7 +206,12 @@ class FreelancerSandbox(pulumi.ComponentResource):
                                 {"name": "HOME", "value": HOME},
                                 {
                                     "name": "GEMINI_API_KEY",
-                                    "valueFrom": {"secretKeyRef": {"name": naming.API_KEY_SECRET, "key": naming.API_KEY_SECRET_KEY}},
+                                    "valueFrom": {
+                                        "secretKeyRef": {
+                                            "name": naming.API_KEY_SECRET,
+                                            "key": naming.API_KEY_SECRET_KEY,
+                                        }
+                                    },
                                 },
                             ],
                             "resources": args.resources.gemini_cli.to_k8s(),
@@ -209,7 +223,12 @@ class FreelancerSandbox(pulumi.ComponentResource):
                         {
                             "name": "code-server",
                             "image": args.code_server_image,
-                            "args": [f"--bind-addr=0.0.0.0:{CODE_SERVER_PORT}", "--auth=none", "--disable-telemetry", WORKSPACE],
+                            "args": [
+                                f"--bind-addr=0.0.0.0:{CODE_SERVER_PORT}",
+                                "--auth=none",
+                                "--disable-telemetry",
+                                WORKSPACE,
+                            ],
                             "env": [{"name": "HOME", "value": HOME}],
                             "ports": [{"name": "http", "containerPort": CODE_SERVER_PORT, "protocol": "TCP"}],
                             "resources": args.resources.code_server.to_k8s(),

@@ -95,7 +95,9 @@ def settings_from_mapping(values: Mapping[str, object], *, secret_keys: Mapping[
             continue
         name = SETTING_KEYS.get(key)
         if name is None:
-            raise SettingsError(f"{CONFIG_NAMESPACE}:{key}: unknown setting (expected one of {', '.join(sorted(SETTING_KEYS))})")
+            raise SettingsError(
+                f"{CONFIG_NAMESPACE}:{key}: unknown setting (expected one of {', '.join(sorted(SETTING_KEYS))})"
+            )
         default = getattr(StackSettings(), name)
         if isinstance(default, tuple):
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
@@ -118,7 +120,9 @@ def settings_from_mapping(values: Mapping[str, object], *, secret_keys: Mapping[
             raise SettingsError(f"{CONFIG_NAMESPACE}:{size}: {exc}") from exc
     for size in ("default_workspace_size", "default_home_size"):
         if parse_quantity(getattr(settings, size)) > settings.max_storage_bytes:
-            raise SettingsError(f"{CONFIG_NAMESPACE}:{size}: {getattr(settings, size)} exceeds maxStorage {settings.max_storage}")
+            raise SettingsError(
+                f"{CONFIG_NAMESPACE}:{size}: {getattr(settings, size)} exceeds maxStorage {settings.max_storage}"
+            )
     return settings
 
 

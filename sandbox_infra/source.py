@@ -32,7 +32,7 @@ class Diagnostic:
         return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
 
 
-class InvalidInput(Exception):
+class InputError(Exception):
     """Raised with every diagnostic found, so a person can fix them all in one pass."""
 
     def __init__(self, diagnostics: Sequence[Diagnostic]) -> None:
@@ -80,9 +80,7 @@ def _mark(node: yaml.Node) -> tuple[int, int]:
     return (node.start_mark.line + 1, node.start_mark.column + 1)
 
 
-def _to_python(
-    node: yaml.Node, path: PathKey, positions: Positions, errors: list[Diagnostic]
-) -> object:
+def _to_python(node: yaml.Node, path: PathKey, positions: Positions, errors: list[Diagnostic]) -> object:
     positions.values[path] = _mark(node)
     if isinstance(node, yaml.MappingNode):
         result: dict[object, object] = {}
@@ -97,7 +95,10 @@ def _to_python(
                 line, col = _mark(key_node)
                 errors.append(
                     Diagnostic(
-                        positions.file, line, col, format_path(child),
+                        positions.file,
+                        line,
+                        col,
+                        format_path(child),
                         f"duplicate key '{key}' (first given at line {positions.keys[child][0]})",
                     )
                 )
@@ -115,14 +116,14 @@ _SCALAR_LOADER = yaml.SafeLoader("")
 
 
 def load_yaml(path: Path, *, display_name: str | None = None) -> tuple[object, Positions]:
-    """Parse one YAML document; raises :class:`InvalidInput` for unreadable files and syntax errors."""
+    """Parse one YAML document; raises :class:`InputError` for unreadable files and syntax errors."""
     name = display_name or str(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise InvalidInput([Diagnostic(name, 1, 1, "", f"cannot read file: {exc.strerror or exc}")]) from exc
+        raise InputError([Diagnostic(name, 1, 1, "", f"cannot read file: {exc.strerror or exc}")]) from exc
     except UnicodeDecodeError as exc:
-        raise InvalidInput([Diagnostic(name, 1, 1, "", f"file is not UTF-8: {exc.reason}")]) from exc
+        raise InputError([Diagnostic(name, 1, 1, "", f"file is not UTF-8: {exc.reason}")]) from exc
     return load_yaml_text(text, name)
 
 
@@ -135,12 +136,12 @@ def load_yaml_text(text: str, name: str) -> tuple[object, Positions]:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         problem = " ".join(p for p in (exc.context, exc.problem) if p)
-        raise InvalidInput([Diagnostic(name, line, col, "", f"YAML syntax error: {problem}")]) from exc
+        raise InputError([Diagnostic(name, line, col, "", f"YAML syntax error: {problem}")]) from exc
     if len(nodes) != 1 or nodes[0] is None:
         what = "is empty" if not nodes or nodes[0] is None else f"has {len(nodes)} YAML documents (expected one)"
-        raise InvalidInput([Diagnostic(name, 1, 1, "", f"file {what}")])
+        raise InputError([Diagnostic(name, 1, 1, "", f"file {what}")])
     errors: list[Diagnostic] = []
     data = _to_python(nodes[0], (), positions, errors)
     if errors:
-        raise InvalidInput(errors)
+        raise InputError(errors)
     return data, positions

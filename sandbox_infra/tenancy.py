@@ -87,7 +87,6 @@ class ClientTenant(pulumi.ComponentResource):
         namespace = naming.namespace(args.client_id)
         labels = naming.labels(name="client-tenant", instance=namespace, component="tenancy", client=args.client_id)
         meta = {"namespace": namespace, "labels": labels}
-        child = pulumi.ResourceOptions(parent=self)
 
         ns = k8s.core.v1.Namespace(
             f"{name}-namespace",
@@ -131,7 +130,9 @@ class ClientTenant(pulumi.ComponentResource):
                 metadata={**meta, "name": naming.API_KEY_SECRET},
                 type="Opaque",
                 string_data={naming.API_KEY_SECRET_KEY: pulumi.Output.secret(args.api_key)},
-                opts=pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(additional_secret_outputs=["data", "stringData"])),
+                opts=pulumi.ResourceOptions.merge(
+                    in_ns, pulumi.ResourceOptions(additional_secret_outputs=["data", "stringData"])
+                ),
             )
         self.namespace = ns.metadata.name
         self.register_outputs({"namespace": self.namespace})
@@ -187,7 +188,9 @@ class ClientTenant(pulumi.ComponentResource):
         )
 
     @staticmethod
-    def _rbac(name: str, namespace: str, labels: dict[str, str], args: ClientTenantArgs, opts: pulumi.ResourceOptions) -> None:
+    def _rbac(
+        name: str, namespace: str, labels: dict[str, str], args: ClientTenantArgs, opts: pulumi.ResourceOptions
+    ) -> None:
         meta = {"namespace": namespace, "labels": labels}
         k8s.core.v1.ServiceAccount(
             f"{name}-sandbox-sa",
@@ -199,9 +202,21 @@ class ClientTenant(pulumi.ComponentResource):
             f"{name}-operator-role",
             metadata={**meta, "name": "sandbox-operator"},
             rules=[
-                {"apiGroups": [GROUP], "resources": [PLURAL, f"{PLURAL}/status"], "verbs": ["get", "list", "watch", "update", "patch"]},
-                {"apiGroups": ["apps"], "resources": ["statefulsets", "statefulsets/scale"], "verbs": ["get", "list", "watch", "patch", "update"]},
-                {"apiGroups": [""], "resources": ["pods", "persistentvolumeclaims", "services", "events"], "verbs": ["get", "list", "watch"]},
+                {
+                    "apiGroups": [GROUP],
+                    "resources": [PLURAL, f"{PLURAL}/status"],
+                    "verbs": ["get", "list", "watch", "update", "patch"],
+                },
+                {
+                    "apiGroups": ["apps"],
+                    "resources": ["statefulsets", "statefulsets/scale"],
+                    "verbs": ["get", "list", "watch", "patch", "update"],
+                },
+                {
+                    "apiGroups": [""],
+                    "resources": ["pods", "persistentvolumeclaims", "services", "events"],
+                    "verbs": ["get", "list", "watch"],
+                },
                 {"apiGroups": [""], "resources": ["pods/exec", "pods/log"], "verbs": ["get", "create"]},
             ],
             opts=opts,
@@ -210,7 +225,12 @@ class ClientTenant(pulumi.ComponentResource):
             f"{name}-operator-binding",
             metadata={**meta, "name": "sandbox-operator"},
             role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "sandbox-operator"},
-            subjects=[{"kind": "ServiceAccount", "name": args.controller_service_account, "namespace": args.platform_namespace}],
+            subjects=[
+                {
+                    "kind": "ServiceAccount",
+                    "name": args.controller_service_account,
+                    "namespace": args.platform_namespace,
+                }
+            ],
             opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[role])),
         )
-

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from enum import Enum
+from enum import StrEnum
 
 from sandbox_infra.quantity import format_bytes, format_cpu, parse_quantity
 
 GPU_RESOURCE = "nvidia.com/gpu"
 
 
-class Tier(str, Enum):
+class Tier(StrEnum):
     """A sandbox's resource tier, as written in the roster."""
 
     BASIC = "basic"

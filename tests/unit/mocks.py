@@ -36,7 +36,6 @@ class Recorder(pulumi.runtime.Mocks):
 
     def transformation(self, args: pulumi.ResourceTransformationArgs) -> None:
         self.resources.append(Registered(args.type_, args.name, dict(args.props), args.opts, args.resource))
-        return None
 
     def by_type(self, type_: str) -> list[Registered]:
         return [r for r in self.resources if r.type == type_]

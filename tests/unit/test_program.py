@@ -64,7 +64,12 @@ def test_client_namespaces_are_protected(example: Recorder) -> None:
 
 
 def _statefulsets(example: Recorder) -> dict[str, dict[str, Any]]:
-    return {resolve(pulumi.Output.from_input(r.props["metadata"]))["name"]: resolve(pulumi.Output.from_input(r.props["spec"])) for r in example.by_type(STS)}
+    return {
+        resolve(pulumi.Output.from_input(r.props["metadata"]))["name"]: resolve(
+            pulumi.Output.from_input(r.props["spec"])
+        )
+        for r in example.by_type(STS)
+    }
 
 
 def test_states(example: Recorder) -> None:
@@ -116,8 +121,13 @@ def test_quota_is_the_sum_of_tier_budgets(example_roster: Path) -> None:
     acme = quotas[roster.clients[0].id].hard()
     # standard + premium with GPU + basic (suspended keeps its reservation)
     assert acme == {
-        "requests.cpu": "7", "requests.memory": "14Gi", "limits.cpu": "14", "limits.memory": "28Gi",
-        "requests.nvidia.com/gpu": "1", "persistentvolumeclaims": "10", "requests.storage": "240Gi",
+        "requests.cpu": "7",
+        "requests.memory": "14Gi",
+        "limits.cpu": "14",
+        "limits.memory": "28Gi",
+        "requests.nvidia.com/gpu": "1",
+        "persistentvolumeclaims": "10",
+        "requests.storage": "240Gi",
     }
     initech = quotas[roster.clients[2].id].hard()
     # premium + basic; the archived standard sandbox keeps only its volumes

@@ -29,7 +29,13 @@ freelancers:
 # Line 9 is the first line after HEADER.
 
 
-def check(tmp_path: Path, body: str, capsys: pytest.CaptureFixture[str], *, stack: str | None = 'sandbox-infra:geminiApiKey: {secure: x}') -> tuple[int, list[str]]:
+def check(
+    tmp_path: Path,
+    body: str,
+    capsys: pytest.CaptureFixture[str],
+    *,
+    stack: str | None = "sandbox-infra:geminiApiKey: {secure: x}",
+) -> tuple[int, list[str]]:
     """Write a roster (and a stack file), run `check` on it, return exit code and printed lines."""
     roster = tmp_path / "roster.yaml"
     roster.write_text(textwrap.dedent(body))
@@ -100,7 +106,11 @@ def test_malformed_uuid(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
 
 
 def test_duplicate_ids_and_emails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    body = HEADER + f"  - id: {ADA}\n    email: Ada@Example.com\n  - id: {ACME}\n    email: x@example.com\n" + f"  - id: {GRACE}\n    email: y@example.com\n"
+    body = (
+        HEADER
+        + f"  - id: {ADA}\n    email: Ada@Example.com\n  - id: {ACME}\n    email: x@example.com\n"
+        + f"  - id: {GRACE}\n    email: y@example.com\n"
+    )
     body = body.replace("    sandboxes:\n", "")
     body = body.replace("freelancers:", f"  - id: {ACME}\n    name: Again\nfreelancers:")
     code, out = check(tmp_path, body, capsys)
@@ -115,11 +125,15 @@ def test_duplicate_ids_and_emails(tmp_path: Path, capsys: pytest.CaptureFixture[
 def test_unknown_client(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out = check(tmp_path, sandbox(f"- client: {GLOBEX}\n  tier: basic\n"), capsys)
     assert code == 1
-    assert out == [f"roster.yaml:9:17: freelancers[0].sandboxes[0].client: unknown client {GLOBEX} (not in clients[].id)"]
+    assert out == [
+        f"roster.yaml:9:17: freelancers[0].sandboxes[0].client: unknown client {GLOBEX} (not in clients[].id)"
+    ]
 
 
 def test_two_sandboxes_for_one_client(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out = check(tmp_path, sandbox(f"- client: {ACME}\n  tier: basic\n- client: {ACME}\n  tier: premium\n"), capsys)
+    code, out = check(
+        tmp_path, sandbox(f"- client: {ACME}\n  tier: basic\n- client: {ACME}\n  tier: premium\n"), capsys
+    )
     assert code == 1
     assert out == [
         f"roster.yaml:11:17: freelancers[0].sandboxes[1].client: second sandbox for client {ACME} "
@@ -138,27 +152,39 @@ def test_unknown_tier(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
 def test_custom_needs_resources(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out = check(tmp_path, sandbox(f"- client: {ACME}\n  tier: custom\n"), capsys)
     assert code == 1
-    assert out == ["roster.yaml:10:15: freelancers[0].sandboxes[0].tier: tier custom needs a resources block (requests, limits, optional gpu)"]
+    assert out == [
+        "roster.yaml:10:15: freelancers[0].sandboxes[0].tier: tier custom needs a resources block (requests, limits, optional gpu)"
+    ]
 
 
 def test_resources_only_for_custom(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    body = sandbox(f"- client: {ACME}\n  tier: basic\n  resources: {{requests: {{cpu: 1, memory: 1Gi}}, limits: {{cpu: 1, memory: 1Gi}}}}\n")
+    body = sandbox(
+        f"- client: {ACME}\n  tier: basic\n  resources: {{requests: {{cpu: 1, memory: 1Gi}}, limits: {{cpu: 1, memory: 1Gi}}}}\n"
+    )
     code, out = check(tmp_path, body, capsys)
     assert code == 1
-    assert out == ["roster.yaml:11:20: freelancers[0].sandboxes[0].resources: resources is only allowed for tier custom (tier basic has fixed resources)"]
+    assert out == [
+        "roster.yaml:11:20: freelancers[0].sandboxes[0].resources: resources is only allowed for tier custom (tier basic has fixed resources)"
+    ]
 
 
 def test_custom_request_above_limit(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    body = sandbox(f"- client: {ACME}\n  tier: custom\n  resources: {{requests: {{cpu: 3, memory: 1Gi}}, limits: {{cpu: 2, memory: 1Gi}}}}\n")
+    body = sandbox(
+        f"- client: {ACME}\n  tier: custom\n  resources: {{requests: {{cpu: 3, memory: 1Gi}}, limits: {{cpu: 2, memory: 1Gi}}}}\n"
+    )
     code, out = check(tmp_path, body, capsys)
     assert code == 1
-    assert out == ["roster.yaml:11:37: freelancers[0].sandboxes[0].resources.requests.cpu: request is larger than the limit (2)"]
+    assert out == [
+        "roster.yaml:11:37: freelancers[0].sandboxes[0].resources.requests.cpu: request is larger than the limit (2)"
+    ]
 
 
 def test_gpu_on_tier_without_gpu(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out = check(tmp_path, sandbox(f"- client: {ACME}\n  tier: standard\n  gpu: true\n"), capsys)
     assert code == 1
-    assert out == ["roster.yaml:11:14: freelancers[0].sandboxes[0].gpu: tier standard has no GPU (GPUs are available on: premium, custom)"]
+    assert out == [
+        "roster.yaml:11:14: freelancers[0].sandboxes[0].gpu: tier standard has no GPU (GPUs are available on: premium, custom)"
+    ]
 
 
 @pytest.mark.parametrize(
@@ -171,22 +197,30 @@ def test_gpu_on_tier_without_gpu(tmp_path: Path, capsys: pytest.CaptureFixture[s
     ],
 )
 def test_storage_sizes(tmp_path: Path, capsys: pytest.CaptureFixture[str], size: str, message: str) -> None:
-    code, out = check(tmp_path, sandbox(f"- client: {ACME}\n  tier: basic\n  storage: {{workspace: '{size}'}}\n"), capsys)
+    code, out = check(
+        tmp_path, sandbox(f"- client: {ACME}\n  tier: basic\n  storage: {{workspace: '{size}'}}\n"), capsys
+    )
     assert code == 1
     assert out == [f"roster.yaml:11:30: freelancers[0].sandboxes[0].storage.workspace: {message}"]
 
 
 def test_max_storage_comes_from_the_stack(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    stack = "sandbox-infra:geminiApiKey: {secure: x}\n  sandbox-infra:maxStorage: 40Gi"
-    code, out = check(tmp_path, sandbox(f"- client: {ACME}\n  tier: basic\n  storage: {{home: 45Gi}}\n"), capsys, stack=stack)
+    stack = "sandbox-infra:geminiApiKey: {secure: x}\n  sandbox-infra:maxStorage: 60Gi"
+    code, out = check(
+        tmp_path, sandbox(f"- client: {ACME}\n  tier: basic\n  storage: {{home: 70Gi}}\n"), capsys, stack=stack
+    )
     assert code == 1
-    assert out == ["roster.yaml:11:25: freelancers[0].sandboxes[0].storage.home: 45Gi exceeds the maximum volume size 40Gi (stack setting maxStorage)"]
+    assert out == [
+        "roster.yaml:11:25: freelancers[0].sandboxes[0].storage.home: 70Gi exceeds the maximum volume size 60Gi (stack setting maxStorage)"
+    ]
 
 
 def test_latest_image_tag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out = check(tmp_path, sandbox(f"- client: {ACME}\n  tier: basic\n  image: latest\n"), capsys)
     assert code == 1
-    assert out == ["roster.yaml:11:16: freelancers[0].sandboxes[0].image: image tag 'latest' is not allowed: pin a version"]
+    assert out == [
+        "roster.yaml:11:16: freelancers[0].sandboxes[0].image: image tag 'latest' is not allowed: pin a version"
+    ]
 
 
 def test_name_too_long(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -195,7 +229,9 @@ def test_name_too_long(tmp_path: Path, capsys: pytest.CaptureFixture[str], monke
     monkeypatch.setattr(naming, "sandbox", lambda fid: f"sandbox-with-a-much-longer-prefix-{fid}")
     code, out = check(tmp_path, sandbox(f"- client: {ACME}\n  tier: basic\n"), capsys)
     assert code == 1
-    assert out[0].startswith(f"roster.yaml:6:9: freelancers[0].id: generated StatefulSet name 'sandbox-with-a-much-longer-prefix-{ADA}' is 70 characters (limit 52)")
+    assert out[0].startswith(
+        f"roster.yaml:6:9: freelancers[0].id: generated StatefulSet name 'sandbox-with-a-much-longer-prefix-{ADA}' is 70 characters (limit 52)"
+    )
 
 
 def test_missing_api_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -230,3 +266,41 @@ def test_loaded_model(example_roster: Path) -> None:
     assert isinstance(roster, Roster)
     states = {s.state for _, s in roster.sandboxes()}
     assert states == {SandboxState.ACTIVE, SandboxState.SUSPENDED, SandboxState.ARCHIVED}
+
+
+def _without(text: str, start: str, end: str) -> str:
+    i, j = text.index(start), text.index(end)
+    return text[:i] + text[j:]
+
+
+def test_removing_an_active_sandbox_is_refused(tmp_path: Path, repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    new = tmp_path / "roster.yaml"
+    new.write_text(_without((repo / "roster.yaml").read_text(), "  - id: 26d36db5", "  - id: 95a68ebd"))
+    code = main(["check", str(new), "--project-dir", str(repo), "--previous", str(repo / "roster.yaml")])
+    out = capsys.readouterr().out.splitlines()
+    assert code == 1
+    assert out == [
+        f"{repo / 'roster.yaml'}:57:9: freelancers[6].sandboxes[0]: active sandbox of 26d36db5-bedd-4711-bf82-75ae035d432b "
+        "for b38cf925-1979-4799-93b8-ea79b0712d0c was removed: set `state: archived` first and `pulumi up`; "
+        "volumes are only released deliberately (README, Offboarding)"
+    ]
+
+
+def test_removing_an_archived_sandbox_is_a_note(tmp_path: Path, repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text = (repo / "roster.yaml").read_text()
+    new = tmp_path / "roster.yaml"
+    new.write_text(text[: text.index("  - id: 95a68ebd")])
+    code = main(["check", str(new), "--project-dir", str(repo), "--previous", str(repo / "roster.yaml")])
+    captured = capsys.readouterr()
+    assert code == 0
+    assert "note: " in captured.err and "archived sandbox of 95a68ebd" in captured.err
+
+
+def test_removing_a_client_is_refused(tmp_path: Path, repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text = (repo / "roster.yaml").read_text()
+    new = tmp_path / "roster.yaml"
+    new.write_text(text.replace("  - id: b38cf925-1979-4799-93b8-ea79b0712d0c\n    name: Initech\n", "").split("  - id: f0fe0837")[0])
+    code = main(["check", str(new), "--project-dir", str(repo), "--previous", str(repo / "roster.yaml")])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "clients[2]: client b38cf925-1979-4799-93b8-ea79b0712d0c was removed: deleting its namespace" in out

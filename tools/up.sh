@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# `make up`: validate the roster, then `pulumi up` the stack (default dev) on the local cluster with the
+# policy pack, and print a short summary of what exists. Assumes `make toolchain cluster-up` ran.
+# Usage: tools/up.sh [STACK]
+source "$(dirname "$0")/lib.sh"
+stack="${1:-dev}"
+eval "$("$TOOLS_DIR/env.sh")"
+cd "$REPO_DIR"
+
+step "check the roster" python -m sandbox_infra check --stack "$stack" "$(python -c 'import sys,yaml; c=(yaml.safe_load(open(sys.argv[1])) or {}).get("config") or {}; print(c.get("sandbox-infra:roster","roster.yaml"))' "Pulumi.$stack.yaml")"
+if ! pulumi stack select "$stack" >/dev/null 2>&1; then
+  step "create stack $stack ($PULUMI_BACKEND_URL)" pulumi stack init "$stack"
+fi
+step "pulumi up --stack $stack --policy-pack policies" \
+  pulumi up --stack "$stack" --yes --skip-preview --policy-pack policies --suppress-progress --color never
+log "summary"
+pulumi stack output --stack "$stack" --json | python -c '
+import json, sys
+out = json.load(sys.stdin)
+print(f"  platform namespace: {out[\"platformNamespace\"]}")
+print(f"  client namespaces:  {len(out[\"clientNamespaces\"])}")
+print(f"  sandboxes:          {len(out[\"sandboxes\"])}")'
+kubectl get sandboxes.platform.com --all-namespaces
+kubectl get pods,pvc --all-namespaces -l app.kubernetes.io/part-of=sandbox-infra --no-headers | awk '{print $2}' | cut -d/ -f1 | sort | uniq -c | sed 's/^/  /'
