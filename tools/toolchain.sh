@@ -81,7 +81,7 @@ install_plugin() { # install_plugin NAME VERSION BINARY
 main() {
   local start=$SECONDS
   command -v go >/dev/null || die "go is not installed; install Go >= 1.26 (see README)"
-  mkdir -p "$PULUMI_HOME"
+  mkdir -p "$PULUMI_HOME" "$SANDBOX_INFRA_CACHE/state"
   ensure_venv
   is_complete "$PULUMI_BIN_DIR" || step "pulumi CLI + python language host -> $PULUMI_BIN_DIR" build_into "$PULUMI_BIN_DIR" build_pulumi
 

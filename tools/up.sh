@@ -11,8 +11,8 @@ step "check the roster" python -m sandbox_infra check --stack "$stack" "$(python
 if ! pulumi stack select "$stack" >/dev/null 2>&1; then
   step "create stack $stack ($PULUMI_BACKEND_URL)" pulumi stack init "$stack"
 fi
-step "pulumi up --stack $stack --policy-pack policies" \
-  pulumi up --stack "$stack" --yes --skip-preview --policy-pack policies --suppress-progress --color never
+step "pulumi up --stack $stack --policy-pack policies/serve" \
+  pulumi up --stack "$stack" --yes --skip-preview --policy-pack policies/serve --suppress-progress --color never
 log "summary"
 pulumi stack output --stack "$stack" --json | python -c '
 import json, sys

@@ -1,0 +1,187 @@
+"""The pack's thresholds: one JSON-schema property per knob, with the defaults the stack is built with.
+
+A policy's ``config_schema`` lists the knobs it reads. The engine fills in the defaults and validates a
+``--policy-pack-config`` file against the schema; the parsers below fall back to the same defaults, so a
+validator called directly (tests) behaves as in the engine. Override a knob per policy, e.g.::
+
+    {"kubernetes-apps-v1-statefulset-allowed-pinned-images": {"allowedRegistries": ["registry.example/"]}}
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from pulumi_policy import PolicyConfigSchema
+
+from sandbox_policies.quantity import QuantityError, parse_quantity
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+ALLOWED_REGISTRIES = "allowedRegistries"
+STORAGE_CLASSES = "storageClasses"
+MAX_STORAGE = "maxStorage"
+TIERS = "tiers"
+API_KEY_SECRET_NAMES = "apiKeySecretNames"
+API_KEY_PATTERNS = "apiKeyPatterns"
+METADATA_CIDRS = "metadataCidrs"
+POD_NETWORK_CIDRS = "podNetworkCidrs"
+
+_QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
+_STRINGS = {"type": "array", "items": {"type": "string", "minLength": 1}}
+_BUDGET = {
+    "type": "object",
+    "properties": {
+        "cpu": {"type": "string", "pattern": _QUANTITY_PATTERN},
+        "memory": {"type": "string", "pattern": _QUANTITY_PATTERN},
+    },
+    "required": ["cpu", "memory"],
+    "additionalProperties": False,
+}
+
+# The defaults match the stack (sandbox_infra/settings.py and tiers.py).
+DEFAULTS: dict[str, Any] = {
+    ALLOWED_REGISTRIES: ["registry.platform.com/"],
+    STORAGE_CLASSES: ["fast-ssd", "standard"],
+    MAX_STORAGE: "500Gi",
+    TIERS: {
+        "basic": {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"cpu": "2", "memory": "4Gi"}, "gpu": False},
+        "standard": {"requests": {"cpu": "2", "memory": "4Gi"}, "limits": {"cpu": "4", "memory": "8Gi"}, "gpu": False},
+        "premium": {"requests": {"cpu": "4", "memory": "8Gi"}, "limits": {"cpu": "8", "memory": "16Gi"}, "gpu": True},
+        # Custom sandboxes carry their own numbers in the roster (the program validates them there).
+        "custom": {"gpu": True},
+    },
+    API_KEY_SECRET_NAMES: ["gemini-api-key"],
+    API_KEY_PATTERNS: ["api_key", "apikey", "api-key"],
+    METADATA_CIDRS: ["169.254.169.254/32", "fd00:ec2::254/128"],
+    POD_NETWORK_CIDRS: ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10"],
+}
+
+_PROPERTIES: dict[str, dict[str, Any]] = {
+    ALLOWED_REGISTRIES: {
+        **_STRINGS,
+        "minItems": 1,
+        "description": "Image name prefixes pods may pull from (a registry host, optionally with a path).",
+    },
+    STORAGE_CLASSES: {**_STRINGS, "minItems": 1, "description": "StorageClasses a PersistentVolumeClaim may use."},
+    MAX_STORAGE: {
+        "type": "string",
+        "pattern": _QUANTITY_PATTERN,
+        "description": "Largest storage request of a single PersistentVolumeClaim.",
+    },
+    TIERS: {
+        "type": "object",
+        "description": "Per-tier pod budget (requests, limits; omitted: no cap) and whether the tier may use a GPU.",
+        "additionalProperties": {
+            "type": "object",
+            "properties": {"requests": _BUDGET, "limits": _BUDGET, "gpu": {"type": "boolean"}},
+            "additionalProperties": False,
+        },
+    },
+    API_KEY_SECRET_NAMES: {**_STRINGS, "description": "Names of Secrets that hold API keys."},
+    API_KEY_PATTERNS: {
+        **_STRINGS,
+        "description": "A Secret key containing one of these (case-insensitive) holds an API key.",
+    },
+    METADATA_CIDRS: {**_STRINGS, "description": "Cloud metadata addresses no egress rule may reach."},
+    POD_NETWORK_CIDRS: {
+        **_STRINGS,
+        "description": "Ranges other clients' pods may have; client ingress rules must not admit them.",
+    },
+}
+
+
+def schema(*keys: str) -> PolicyConfigSchema:
+    """The config schema of a policy that reads ``keys``, defaults included."""
+    return PolicyConfigSchema(properties={key: {**_PROPERTIES[key], "default": DEFAULTS[key]} for key in keys})
+
+
+class ConfigError(ValueError):
+    """A policy config value the pack cannot use."""
+
+
+def _value(config: Mapping[str, Any], key: str) -> Any:
+    value = config.get(key)
+    return DEFAULTS[key] if value is None else value
+
+
+def _strings(config: Mapping[str, Any], key: str) -> list[str]:
+    value = _value(config, key)
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"policy config {key}: expected a list of non-empty strings, got {value!r}")
+    return [str(v) for v in value]
+
+
+def allowed_registries(config: Mapping[str, Any]) -> list[str]:
+    """Prefixes, each ending in ``/`` so ``registry.platform.com`` cannot match ``registry.platform.com.evil``."""
+    return [r if r.endswith("/") else r + "/" for r in _strings(config, ALLOWED_REGISTRIES)]
+
+
+def storage_classes(config: Mapping[str, Any]) -> list[str]:
+    return _strings(config, STORAGE_CLASSES)
+
+
+def max_storage(config: Mapping[str, Any]) -> tuple[Decimal, str]:
+    text = _value(config, MAX_STORAGE)
+    try:
+        return parse_quantity(text), str(text)
+    except QuantityError as exc:
+        raise ConfigError(f"policy config {MAX_STORAGE}: {exc}") from exc
+
+
+def api_key_secret_names(config: Mapping[str, Any]) -> list[str]:
+    return _strings(config, API_KEY_SECRET_NAMES)
+
+
+def api_key_patterns(config: Mapping[str, Any]) -> list[str]:
+    return [p.lower() for p in _strings(config, API_KEY_PATTERNS)]
+
+
+def _networks(config: Mapping[str, Any], key: str) -> list[IPNetwork]:
+    try:
+        return [ipaddress.ip_network(c, strict=False) for c in _strings(config, key)]
+    except ValueError as exc:
+        raise ConfigError(f"policy config {key}: {exc}") from exc
+
+
+def metadata_cidrs(config: Mapping[str, Any]) -> list[IPNetwork]:
+    return _networks(config, METADATA_CIDRS)
+
+
+def pod_network_cidrs(config: Mapping[str, Any]) -> list[IPNetwork]:
+    return _networks(config, POD_NETWORK_CIDRS)
+
+
+@dataclass(frozen=True)
+class TierBudget:
+    """A tier's pod budget (None: no cap on that side) and whether it may use a GPU."""
+
+    requests: Mapping[str, Decimal] | None
+    limits: Mapping[str, Decimal] | None
+    gpu: bool
+
+
+def tiers(config: Mapping[str, Any]) -> dict[str, TierBudget]:
+    table = _value(config, TIERS)
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"policy config {TIERS}: expected an object of tiers, got {table!r}")
+    result: dict[str, TierBudget] = {}
+    for tier, entry in table.items():
+        if not isinstance(entry, Mapping):
+            raise ConfigError(f"policy config {TIERS}.{tier}: expected an object, got {entry!r}")
+        sides: dict[str, Mapping[str, Decimal] | None] = {}
+        for side in ("requests", "limits"):
+            budget = entry.get(side)
+            if budget is None:
+                sides[side] = None
+                continue
+            try:
+                sides[side] = {what: parse_quantity(budget[what]) for what in ("cpu", "memory")}
+            except (QuantityError, KeyError, TypeError) as exc:
+                where = f"policy config {TIERS}.{tier}.{side}"
+                raise ConfigError(f"{where}: needs cpu and memory quantities ({exc})") from exc
+        result[str(tier)] = TierBudget(sides["requests"], sides["limits"], bool(entry.get("gpu", False)))
+    return result

@@ -1,0 +1,82 @@
+"""`pulumi up` of the dev stack with the example roster, on the real local control plane.
+
+The dev stack is the one `make up` manages: these tests bring it to the example roster (as `make up`
+does), check what the cluster then holds, and leave it there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.engine import copy_project, kubectl_json, require_tools, run
+
+pytestmark = pytest.mark.integration
+
+UP = ["pulumi", "up", "--stack", "dev", "--yes", "--skip-preview", "--policy-pack", "policies/serve", "--color", "never"]
+ACTIVE = 7  # sandboxes in state active in roster.yaml (1 suspended, 1 archived)
+DENNIS = "26d36db5-bedd-4711-bf82-75ae035d432b"
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    require_tools()
+    path = copy_project(tmp_path_factory.mktemp("project"))
+    if run(["pulumi", "stack", "select", "dev"], cwd=path, check=False).returncode != 0:
+        run(["pulumi", "stack", "init", "dev"], cwd=path)
+    # --refresh: the cluster may have been recreated since the state was written.
+    run([*UP, "--refresh"], cwd=path)
+    yield path
+
+
+def sandbox_pods() -> list[dict[str, Any]]:
+    pods: list[dict[str, Any]] = kubectl_json("get", "pods", "-A", "-l", "app.kubernetes.io/name=sandbox")["items"]
+    return pods
+
+
+def test_every_active_sandbox_pod_is_admitted_and_ready(project: Path) -> None:
+    pods = sandbox_pods()
+    assert len(pods) == ACTIVE
+    for pod in pods:
+        ready = {c["type"]: c["status"] for c in pod["status"].get("conditions", [])}
+        assert ready.get("Ready") == "True", pod["metadata"]["name"]
+
+
+def test_volumes_are_bound(project: Path) -> None:
+    pvcs = kubectl_json("get", "pvc", "-A", "-l", "app.kubernetes.io/part-of=sandbox-infra")["items"]
+    assert len(pvcs) == 18
+    assert {p["status"]["phase"] for p in pvcs} == {"Bound"}
+
+
+def test_quota_admits_what_it_was_sized_for(project: Path) -> None:
+    quotas = kubectl_json("get", "resourcequota", "-A", "-l", "app.kubernetes.io/part-of=sandbox-infra")["items"]
+    assert len(quotas) == 3
+    acme = next(q for q in quotas if q["metadata"]["namespace"] == "client-0b0e5a4e-2f7d-4a53-9d0e-6f1c2b7a9c11")
+    assert acme["status"]["hard"]["requests.nvidia.com/gpu"] == "1"
+    assert acme["status"]["used"]["requests.nvidia.com/gpu"] == "1"
+
+
+def test_second_up_changes_nothing(project: Path) -> None:
+    result = run([*UP, "--expect-no-changes"], cwd=project)
+    assert "created" not in result.stdout.split("Resources:")[-1], result.stdout
+
+
+def test_removing_a_freelancer_keeps_their_volumes(project: Path) -> None:
+    roster = project / "roster.yaml"
+    original = roster.read_text()
+    start, end = original.index(f"  - id: {DENNIS}"), original.index("  - id: 95a68ebd")
+    roster.write_text(original[:start] + original[end:])
+    try:
+        result = run(UP, cwd=project, check=False)
+        assert result.returncode != 0, "removing a sandbox's volumes must not succeed silently"
+        assert "protect" in (result.stdout + result.stderr)
+        namespace = "client-b38cf925-1979-4799-93b8-ea79b0712d0c"
+        names = {p["metadata"]["name"] for p in kubectl_json("get", "pvc", "-n", namespace)["items"]}
+        assert {f"workspace-{DENNIS}", f"home-{DENNIS}"} <= names
+    finally:
+        roster.write_text(original)
+        run([*UP, "--refresh"], cwd=project)
+    assert len(sandbox_pods()) == ACTIVE
