@@ -14,10 +14,10 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
+from sandbox_infra.offboarding import removals
 from sandbox_infra.roster import Roster, SandboxState, load_roster
 from sandbox_infra.schema import roster_schema
 from sandbox_infra.settings import SettingsError, StackSettings, settings_from_stack_file
-from sandbox_infra.offboarding import removals
 from sandbox_infra.source import InputError, load_yaml
 
 
@@ -90,7 +90,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     check.add_argument(
         "--previous",
         metavar="FILE",
-        help="the roster before this change (e.g. from the base branch): entries removed without being archived first are errors",
+        help="the roster before this change (e.g. from the base branch): "
+        "entries removed without being archived first are errors",
     )
     check.set_defaults(run=_check)
     schema = commands.add_parser("schema", help="print the roster's JSON Schema")

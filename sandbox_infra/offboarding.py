@@ -17,7 +17,9 @@ from __future__ import annotations
 from sandbox_infra.roster import Roster
 from sandbox_infra.source import Diagnostic, Positions
 
-ARCHIVE_FIRST = "set `state: archived` first and `pulumi up`; volumes are only released deliberately (README, Offboarding)"
+ARCHIVE_FIRST = (
+    "set `state: archived` first and `pulumi up`; volumes are only released deliberately (README, Offboarding)"
+)
 
 
 def _entries(data: object) -> tuple[dict[str, int], dict[tuple[str, str], tuple[int, int, str]]]:
@@ -75,4 +77,3 @@ def removals(previous: object, positions: Positions, roster: Roster) -> tuple[li
                 )
             )
     return errors, notes
-

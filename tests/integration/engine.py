@@ -22,18 +22,27 @@ def require_tools() -> None:
     if missing or not os.environ.get("KUBECONFIG"):
         pytest.fail(
             f"integration tests need {', '.join(missing) or 'KUBECONFIG'} from the local toolchain and cluster: "
-            "run them with `make test` (or eval \"$(make -s env)\" after `make toolchain cluster-up`)",
+            'run them with `make test` (or eval "$(make -s env)" after `make toolchain cluster-up`)',
             pytrace=False,
         )
 
 
 def run(
-    args: Sequence[str], *, cwd: Path | None = None, env: Mapping[str, str] | None = None, check: bool = True,
+    args: Sequence[str],
+    *,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    check: bool = True,
     timeout: float = 900,
 ) -> subprocess.CompletedProcess[str]:
     """Run a command, capturing output; on an unexpected exit code fail with what it printed."""
     result = subprocess.run(
-        list(args), cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=timeout,
+        list(args),
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
         check=False,
     )
     if check and result.returncode != 0:

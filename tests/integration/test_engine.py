@@ -21,12 +21,13 @@ def test_cli_and_plugins_are_the_pinned_versions() -> None:
     require_tools()
     assert run(["pulumi", "version"]).stdout.strip() == f"v{pins()['PULUMI_VERSION']}"
     plugins = run(["pulumi", "plugin", "ls", "--json"]).stdout
-    assert f'"name": "kubernetes"' in plugins and f'"version": "{pins()["PULUMI_KUBERNETES_VERSION"]}"' in plugins
+    assert '"name": "kubernetes"' in plugins and f'"version": "{pins()["PULUMI_KUBERNETES_VERSION"]}"' in plugins
 
 
 def test_python_sdk_plugin_version_matches_the_pin() -> None:
     """The pulumi-kubernetes wheel asks the engine for exactly the plugin version we build."""
     import json
+
     import pulumi_kubernetes
 
     plugin = json.loads((Path(pulumi_kubernetes.__file__).parent / "pulumi-plugin.json").read_text())
@@ -64,12 +65,12 @@ def test_a_missing_plugin_fails_instead_of_downloading(tmp_path: Path) -> None:
     empty_home = tmp_path / "empty-pulumi-home"
     empty_home.mkdir()
     result = run(
-        ["pulumi", "preview", "--stack", "smoke", "--color", "never"], cwd=tmp_path, env={**env, "PULUMI_HOME": str(empty_home)},
+        ["pulumi", "preview", "--stack", "smoke", "--color", "never"],
+        cwd=tmp_path,
+        env={**env, "PULUMI_HOME": str(empty_home)},
         check=False,
     )
     assert result.returncode != 0
     output = result.stdout + result.stderr
     assert "kubernetes" in output and re.search(r"(not|no) .*(found|installed)|missing", output, re.I), output
     assert not (empty_home / "plugins").exists() or not any((empty_home / "plugins").iterdir())
-
-

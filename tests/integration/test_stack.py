@@ -16,7 +16,18 @@ from tests.integration.engine import copy_project, kubectl_json, require_tools, 
 
 pytestmark = pytest.mark.integration
 
-UP = ["pulumi", "up", "--stack", "dev", "--yes", "--skip-preview", "--policy-pack", "policies/serve", "--color", "never"]
+UP = [
+    "pulumi",
+    "up",
+    "--stack",
+    "dev",
+    "--yes",
+    "--skip-preview",
+    "--policy-pack",
+    "policies/serve",
+    "--color",
+    "never",
+]
 ACTIVE = 7  # sandboxes in state active in roster.yaml (1 suspended, 1 archived)
 DENNIS = "26d36db5-bedd-4711-bf82-75ae035d432b"
 
