@@ -12,13 +12,14 @@ if ! pulumi stack select "$stack" >/dev/null 2>&1; then
   step "create stack $stack ($PULUMI_BACKEND_URL)" pulumi stack init "$stack"
 fi
 step "pulumi up --stack $stack --policy-pack policies/serve" \
-  pulumi up --stack "$stack" --yes --skip-preview --policy-pack policies/serve --suppress-progress --color never
-log "summary"
+  pulumi up --stack "$stack" --yes --refresh --skip-preview --policy-pack policies/serve --suppress-progress --color never
+log "summary of stack $stack"
 pulumi stack output --stack "$stack" --json | python -c '
 import json, sys
 out = json.load(sys.stdin)
-print(f"  platform namespace: {out[\"platformNamespace\"]}")
-print(f"  client namespaces:  {len(out[\"clientNamespaces\"])}")
-print(f"  sandboxes:          {len(out[\"sandboxes\"])}")'
+states = [s.rsplit(":", 1)[1] for s in out["sandboxes"]]
+print(f"  platform namespace {out['"'"'platformNamespace'"'"']}, {len(out['"'"'clientNamespaces'"'"'])} client namespaces")
+print(f"  {len(states)} sandboxes: " + ", ".join(f"{states.count(s)} {s}" for s in sorted(set(states))))'
 kubectl get sandboxes.platform.com --all-namespaces
-kubectl get pods,pvc --all-namespaces -l app.kubernetes.io/part-of=sandbox-infra --no-headers | awk '{print $2}' | cut -d/ -f1 | sort | uniq -c | sed 's/^/  /'
+echo "  ready sandbox pods: $(kubectl get pods -A -l app.kubernetes.io/name=sandbox --no-headers | grep -c ' Running ')," \
+  "bound volumes: $(kubectl get pvc -A -l app.kubernetes.io/part-of=sandbox-infra --no-headers | grep -c ' Bound ')"
