@@ -228,9 +228,10 @@ def _parse(data: object, positions: Positions) -> tuple[_Parsed | None, list[Dia
     return parsed, errors
 
 
-def _custom_budget(
+def _check_custom_resources(
     resources: CustomResources, gpu: bool, path: PathKey, positions: Positions
-) -> tuple[Resources | None, list[Diagnostic]]:
+) -> list[Diagnostic]:
+    """Quantities are valid and positive, requests do not exceed limits, and a GPU count implies gpu: true."""
     errors: list[Diagnostic] = []
     values: dict[str, Any] = {}
     for side in ("requests", "limits"):
@@ -245,7 +246,7 @@ def _custom_budget(
                 errors.append(positions.diagnostic(where, f"must be a positive quantity, got {quantity}"))
             values[f"{side}_{what}"] = quantity
     if errors:
-        return None, errors
+        return errors
     for what in ("cpu", "memory"):
         if values[f"requests_{what}"] > values[f"limits_{what}"]:
             errors.append(
@@ -254,15 +255,11 @@ def _custom_budget(
                     f"request is larger than the limit ({getattr(resources.limits, what)})",
                 )
             )
-    gpus = resources.gpu or (1 if gpu else 0)
     if resources.gpu and not gpu:
         errors.append(
             positions.diagnostic((*path, "resources", "gpu"), "resources.gpu is set but gpu is false; set gpu: true")
         )
-    budget = Resources(
-        values["requests_cpu"], values["requests_memory"], values["limits_cpu"], values["limits_memory"], gpus
-    )
-    return (None if errors else budget), errors
+    return errors
 
 
 def sandbox_budget(entry: SandboxEntry) -> Resources:
@@ -352,7 +349,7 @@ def _check_semantics(parsed: _Parsed, positions: Positions, settings: StackSetti
                     d((*path, "gpu"), f"tier {sandbox.tier.value} has no GPU (GPUs are available on: {allowed})")
                 )
             if sandbox.tier is Tier.CUSTOM and sandbox.resources is not None:
-                errors += _custom_budget(sandbox.resources, sandbox.gpu, path, positions)[1]
+                errors += _check_custom_resources(sandbox.resources, sandbox.gpu, path, positions)
             if sandbox.image == "latest":
                 errors.append(d((*path, "image"), "image tag 'latest' is not allowed: pin a version"))
             for volume in ("workspace", "home"):

@@ -113,6 +113,20 @@ def _to_python(node: yaml.Node, path: PathKey, positions: Positions, errors: lis
 
 # Constructs scalars with the same YAML 1.1 resolution as yaml.safe_load (``true`` is a bool, ``5`` an int).
 _SCALAR_LOADER = yaml.SafeLoader("")
+# libyaml's parser, when PyYAML was built with it: composing a 1,000-freelancer roster takes ~0.05 s with it
+# and ~0.8 s with the pure-Python parser (bench/RESULTS.md).
+_FAST_LOADER: type[yaml.SafeLoader] | None = getattr(yaml, "CSafeLoader", None)
+
+
+def _compose(text: str) -> list[yaml.Node | None]:
+    """Every document's node tree. Syntax errors are always reported by the pure-Python parser, so a
+    roster gets the same message and position whichever parser PyYAML has."""
+    if _FAST_LOADER is not None:
+        try:
+            return list(yaml.compose_all(text, Loader=_FAST_LOADER))
+        except yaml.MarkedYAMLError:
+            pass  # composed again below, for the pure-Python parser's message
+    return list(yaml.compose_all(text, Loader=yaml.SafeLoader))
 
 
 def load_yaml(path: Path, *, display_name: str | None = None) -> tuple[object, Positions]:
@@ -131,7 +145,7 @@ def load_yaml_text(text: str, name: str) -> tuple[object, Positions]:
     """Like :func:`load_yaml` for text already in memory (tests, stdin)."""
     positions = Positions(name)
     try:
-        nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
+        nodes = _compose(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
@@ -141,7 +155,11 @@ def load_yaml_text(text: str, name: str) -> tuple[object, Positions]:
         what = "is empty" if not nodes or nodes[0] is None else f"has {len(nodes)} YAML documents (expected one)"
         raise InputError([Diagnostic(name, 1, 1, "", f"file {what}")])
     errors: list[Diagnostic] = []
-    data = _to_python(nodes[0], (), positions, errors)
+    try:
+        data = _to_python(nodes[0], (), positions, errors)
+    finally:
+        # construct_object caches every node it builds; without this the cache keeps every roster ever loaded.
+        _SCALAR_LOADER.constructed_objects.clear()
     if errors:
         raise InputError(errors)
     return data, positions

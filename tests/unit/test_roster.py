@@ -304,3 +304,10 @@ def test_removing_a_client_is_refused(tmp_path: Path, repo: Path, capsys: pytest
     out = capsys.readouterr().out
     assert code == 1
     assert "clients[2]: client b38cf925-1979-4799-93b8-ea79b0712d0c was removed: deleting its namespace" in out
+
+
+def test_custom_gpu_count_needs_gpu_true(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    body = sandbox(f"- client: {ACME}\n  tier: custom\n  resources: {{requests: {{cpu: 1, memory: 1Gi}}, limits: {{cpu: 2, memory: 2Gi}}, gpu: 2}}\n")
+    code, out = check(tmp_path, body, capsys)
+    assert code == 1
+    assert out == ["roster.yaml:11:90: freelancers[0].sandboxes[0].resources.gpu: resources.gpu is set but gpu is false; set gpu: true"]
