@@ -83,6 +83,9 @@ SETTING_KEYS = {
 }
 
 
+_CONFIG_KEY = {field: key for key, field in SETTING_KEYS.items()}
+
+
 class SettingsError(ValueError):
     """A stack setting with a wrong type or value."""
 
@@ -117,11 +120,11 @@ def settings_from_mapping(values: Mapping[str, object], *, secret_keys: Mapping[
         try:
             parse_quantity(getattr(settings, size))
         except QuantityError as exc:
-            raise SettingsError(f"{CONFIG_NAMESPACE}:{size}: {exc}") from exc
+            raise SettingsError(f"{CONFIG_NAMESPACE}:{_CONFIG_KEY[size]}: {exc}") from exc
     for size in ("default_workspace_size", "default_home_size"):
         if parse_quantity(getattr(settings, size)) > settings.max_storage_bytes:
             raise SettingsError(
-                f"{CONFIG_NAMESPACE}:{size}: {getattr(settings, size)} exceeds maxStorage {settings.max_storage}"
+                f"{CONFIG_NAMESPACE}:{_CONFIG_KEY[size]}: {getattr(settings, size)} exceeds maxStorage {settings.max_storage}"
             )
     return settings
 

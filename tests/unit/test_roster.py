@@ -311,3 +311,11 @@ def test_custom_gpu_count_needs_gpu_true(tmp_path: Path, capsys: pytest.CaptureF
     code, out = check(tmp_path, body, capsys)
     assert code == 1
     assert out == ["roster.yaml:11:90: freelancers[0].sandboxes[0].resources.gpu: resources.gpu is set but gpu is false; set gpu: true"]
+
+
+def test_bad_stack_setting_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "Pulumi.dev.yaml").write_text("config:\n  sandbox-infra:maxStorage: 5Gi\n")
+    (tmp_path / "roster.yaml").write_text(sandbox(f"- client: {ACME}\n  tier: basic\n"))
+    code = main(["check", str(tmp_path / "roster.yaml"), "--project-dir", str(tmp_path)])
+    assert code == 2
+    assert capsys.readouterr().err == "error: sandbox-infra:defaultWorkspaceSize: 50Gi exceeds maxStorage 5Gi\n"
