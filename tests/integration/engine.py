@@ -56,6 +56,7 @@ def kubectl_json(*args: str) -> Any:
 
 def copy_project(dest: Path) -> Path:
     """A copy of the Pulumi project (same project name, so it addresses the same stacks)."""
+    dest.mkdir(parents=True, exist_ok=True)
     for name in PROJECT_FILES:
         source = REPO / name
         if source.is_dir():

@@ -1,0 +1,51 @@
+"""The policy pack in the real engine: the example stack passes, a deliberately bad one is stopped."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.engine import copy_project, require_tools, run
+
+pytestmark = pytest.mark.integration
+
+PREVIEW = ["pulumi", "preview", "--stack", "policy", "--policy-pack", "policies/serve", "--color", "never"]
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Iterator[tuple[Path, dict[str, str]]]:
+    """A copy of the project with its own stack in a throw-away backend (previews only: nothing changes)."""
+    require_tools()
+    path = copy_project(tmp_path / "project")
+    backend = tmp_path / "state"
+    backend.mkdir()
+    env = {"PULUMI_BACKEND_URL": f"file://{backend}", "PULUMI_CONFIG_PASSPHRASE": "policy-test"}
+    run(["pulumi", "stack", "init", "policy"], cwd=path, env=env)
+    run(["pulumi", "config", "set", "--secret", "sandbox-infra:geminiApiKey", "not-a-real-key"], cwd=path, env=env)
+    yield path, env
+
+
+def test_example_stack_passes_the_pack(project: tuple[Path, dict[str, str]]) -> None:
+    path, env = project
+    result = run(PREVIEW, cwd=path, env=env)
+    assert "✅ sandbox-infra-policies" in result.stdout, result.stdout
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "policy"),
+    [
+        ("codeServerImage", "docker.io/codercom/code-server:latest", "kubernetes-core-v1-pod-allowed-pinned-images"),
+        ("homeStorageClass", "gp2", "kubernetes-core-v1-persistentvolumeclaim-allowed-storage-class"),
+        ("podSecurityVersion", "latest", "kubernetes-core-v1-namespace-pod-security-restricted"),
+    ],
+)
+def test_a_bad_stack_is_stopped_naming_the_policy(
+    project: tuple[Path, dict[str, str]], setting: str, value: str, policy: str
+) -> None:
+    path, env = project
+    run(["pulumi", "config", "set", f"sandbox-infra:{setting}", value], cwd=path, env=env)
+    result = run(PREVIEW, cwd=path, env=env, check=False)
+    assert result.returncode != 0
+    assert "[mandatory]" in result.stdout and policy in result.stdout, result.stdout
