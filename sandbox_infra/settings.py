@@ -123,8 +123,8 @@ def settings_from_mapping(values: Mapping[str, object], *, secret_keys: Mapping[
             raise SettingsError(f"{CONFIG_NAMESPACE}:{_CONFIG_KEY[size]}: {exc}") from exc
     for size in ("default_workspace_size", "default_home_size"):
         if parse_quantity(getattr(settings, size)) > settings.max_storage_bytes:
-            value = getattr(settings, size)
-            raise SettingsError(f"{CONFIG_NAMESPACE}:{_CONFIG_KEY[size]}: {value} exceeds maxStorage {settings.max_storage}")
+            key, value = _CONFIG_KEY[size], getattr(settings, size)
+            raise SettingsError(f"{CONFIG_NAMESPACE}:{key}: {value} exceeds maxStorage {settings.max_storage}")
     return settings
 
 
