@@ -116,12 +116,18 @@ _SCALAR_LOADER = yaml.SafeLoader("")
 # libyaml's parser, when PyYAML was built with it: composing a 1,000-freelancer roster takes ~0.05 s with it
 # and ~0.8 s with the pure-Python parser (bench/RESULTS.md).
 _FAST_LOADER: type[yaml.SafeLoader] | None = getattr(yaml, "CSafeLoader", None)
+# Where libyaml and the pure-Python parser disagree (found by differential fuzzing of rosters): tabs, '?' in
+# flow mappings, empty '!' tags. Anchors, aliases and directives are left to the pure parser too.
+_SLOW_PATH_CHARACTERS = frozenset("\t?!&*%")
 
 
 def _compose(text: str) -> list[yaml.Node | None]:
-    """Every document's node tree. Syntax errors are always reported by the pure-Python parser, so a
+    """Every document's node tree, exactly as the pure-Python parser builds it.
+
+    libyaml is used only for plain rosters (ASCII, none of the characters above), where both parsers
+    give the same nodes and marks; syntax errors are always reported by the pure-Python parser, so a
     roster gets the same message and position whichever parser PyYAML has."""
-    if _FAST_LOADER is not None:
+    if _FAST_LOADER is not None and text.isascii() and _SLOW_PATH_CHARACTERS.isdisjoint(text):
         try:
             return list(yaml.compose_all(text, Loader=_FAST_LOADER))
         except yaml.MarkedYAMLError:

@@ -1,0 +1,201 @@
+"""Wall time and peak memory of a command's whole process tree, sampled from /proc.
+
+``resource.getrusage(RUSAGE_CHILDREN).ru_maxrss`` would give the largest *single* descendant; a Pulumi
+run is several processes at once (engine, language host, the program, the provider, the policy pack),
+so this samples the resident set of every process in the tree every ``interval`` seconds and reports
+the largest *sum* seen. A process that lives less than one interval can be missed; the big ones live
+for the whole run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import statistics
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One measured run."""
+
+    seconds: float
+    peak_rss: int
+    """Largest sum of resident set sizes of the process tree, in bytes."""
+    returncode: int
+    output: str
+    timed_out: bool = False
+    """Stopped at the time limit: ``seconds`` is then a lower bound."""
+    at_peak: tuple[tuple[str, int], ...] = ()
+    """Resident bytes per kind of process (engine, program, provider, ...) in the peak sample."""
+
+
+def _children() -> dict[int, list[int]]:
+    tree: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        # The command name (field 2) is in parentheses and may contain spaces.
+        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
+        tree.setdefault(ppid, []).append(int(entry))
+    return tree
+
+
+def role(cmdline: list[str]) -> str:
+    """What a process of a Pulumi run is, from its command line."""
+    joined = " ".join(cmdline)
+    for needle, name in (
+        ("pulumi-language-python-exec", "program (Python)"),
+        ("bench.evaluate", "program (Python)"),
+        ("pulumi-resource-kubernetes", "kubernetes provider"),
+        ("pulumi-language-python", "language host"),
+        ("policies", "policy pack (Python)"),
+        ("kubectl", "kubectl"),
+    ):
+        if needle in joined:
+            return name
+    return "engine" if cmdline and Path(cmdline[0]).name == "pulumi" else Path(cmdline[0]).name if cmdline else "?"
+
+
+def tree_rss_by_role(root: int) -> dict[str, int]:
+    """Resident bytes of ``root`` and all its descendants right now, summed per :func:`role`."""
+    tree = _children()
+    usage: dict[str, int] = {}
+    todo = [root]
+    while todo:
+        pid = todo.pop()
+        with contextlib.suppress(OSError, IndexError, ValueError):  # the process may have just exited
+            rss = int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+            name = role([c for c in cmdline if c])
+            usage[name] = usage.get(name, 0) + rss
+        todo.extend(tree.get(pid, []))
+    return usage
+
+
+def tree_rss(root: int) -> int:
+    """Resident bytes of ``root`` and all its descendants right now."""
+    return sum(tree_rss_by_role(root).values())
+
+
+class PeakSampler:
+    """Samples a process tree's resident set in a background thread until stopped."""
+
+    def __init__(self, pid: int, interval: float = 0.1) -> None:
+        self.pid = pid
+        self.interval = interval
+        self.peak = 0
+        self.at_peak: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            usage = tree_rss_by_role(self.pid)
+            total = sum(usage.values())
+            if total > self.peak:
+                self.peak, self.at_peak = total, usage
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> PeakSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def run(
+    args: Sequence[str],
+    *,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 1800,
+    log: Path | None = None,
+) -> Sample:
+    """Run ``args`` once; output (stdout and stderr together) is kept, and written to ``log`` if given.
+
+    The command gets its own process group, so that at the time limit the whole tree (engine, language
+    host, plugins) is stopped, not just its first process."""
+    start = time.perf_counter()
+    timed_out = False
+    with subprocess.Popen(
+        list(args),
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    ) as proc:
+        with PeakSampler(proc.pid) as sampler:
+            try:
+                output, _ = proc.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                timed_out = True
+                seconds = time.perf_counter() - start
+                _stop_group(proc)
+                output, _ = proc.communicate()
+                output += f"\n[bench] stopped after {timeout:.0f} s\n"
+            except KeyboardInterrupt:
+                _stop_group(proc)  # its own session: Ctrl-C does not reach it
+                raise
+        if not timed_out:
+            seconds = time.perf_counter() - start
+    if log is not None:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text(output)
+    at_peak = tuple(sorted(sampler.at_peak.items(), key=lambda item: item[1], reverse=True))
+    return Sample(seconds, sampler.peak, proc.returncode, output, timed_out, at_peak)
+
+
+def _stop_group(proc: subprocess.Popen[str]) -> None:
+    """SIGTERM the command's process group, then SIGKILL what is left after 10 s."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout=10)
+            # The group may outlive its leader (plugins): make sure it is gone.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+@dataclass(frozen=True)
+class Result:
+    """The median of several samples (wall time and peak RSS medians are taken separately)."""
+
+    seconds: float
+    peak_rss: int
+    runs: int
+    samples: tuple[Sample, ...]
+
+    @property
+    def peak_mib(self) -> float:
+        return self.peak_rss / 2**20
+
+
+def repeat(measure: Callable[[], Sample], runs: int) -> Result:
+    samples = tuple(measure() for _ in range(runs))
+    return Result(
+        seconds=statistics.median(s.seconds for s in samples),
+        peak_rss=int(statistics.median(s.peak_rss for s in samples)),
+        runs=runs,
+        samples=samples,
+    )
