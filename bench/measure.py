@@ -54,19 +54,26 @@ def _children() -> dict[int, list[int]]:
 
 
 def role(cmdline: list[str]) -> str:
-    """What a process of a Pulumi run is, from its command line."""
+    """What a process of a Pulumi run is, from its command line (the engine's own command line names
+    the policy pack, so it is recognised first, by its executable)."""
+    if not cmdline:
+        return "?"
+    executable = Path(cmdline[0]).name
+    if executable == "pulumi":
+        return "engine"
     joined = " ".join(cmdline)
     for needle, name in (
         ("pulumi-language-python-exec", "program (Python)"),
         ("bench.evaluate", "program (Python)"),
         ("pulumi-resource-kubernetes", "kubernetes provider"),
         ("pulumi-language-python", "language host"),
-        ("policies", "policy pack (Python)"),
         ("kubectl", "kubectl"),
     ):
         if needle in joined:
             return name
-    return "engine" if cmdline and Path(cmdline[0]).name == "pulumi" else Path(cmdline[0]).name if cmdline else "?"
+    if executable.startswith("python") and "policies" in cmdline[1:]:
+        return "policy pack (Python)"
+    return executable
 
 
 def tree_rss_by_role(root: int) -> dict[str, int]:
