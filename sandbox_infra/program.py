@@ -20,6 +20,7 @@ from sandbox_infra.platform import Platform, PlatformArgs
 from sandbox_infra.quantity import parse_quantity
 from sandbox_infra.roster import Freelancer, Roster, SandboxEntry, SandboxState, load_roster, sandbox_budget
 from sandbox_infra.sandbox import FreelancerSandbox, FreelancerSandboxArgs, VolumeSpec
+from sandbox_infra.sdk import quiet_debug_logs
 from sandbox_infra.settings import (
     API_KEY,
     CLIENT_API_KEYS,
@@ -156,6 +157,7 @@ def build(
 
 def main() -> None:
     """Entry point of ``__main__.py``."""
+    quiet_debug_logs()
     config = pulumi.Config(CONFIG_NAMESPACE)
     settings = read_settings()
     stack_file = f"Pulumi.{pulumi.get_stack()}.yaml"
