@@ -40,6 +40,10 @@ check: toolchain ## validate the roster (ROSTER=path)
 up: toolchain cluster-up ## bring everything up and `pulumi up` the example roster on the local cluster
 	@tools/up.sh $(STACK)
 
+.PHONY: preview
+preview: toolchain cluster-up ## check the roster and `pulumi preview --diff` the stack (what a roster PR shows)
+	@tools/up.sh --preview $(STACK)
+
 .PHONY: lint
 lint: toolchain ## ruff + mypy --strict
 	@$(PYTHON_VENV)/bin/ruff check . && $(PYTHON_VENV)/bin/ruff format --check . && $(PYTHON_VENV)/bin/mypy

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.engine import copy_project, kubectl_json, require_tools, run
+from tests.integration.engine import REPO, copy_project, kubectl_json, require_tools, run
 
 pytestmark = pytest.mark.integration
 
@@ -85,6 +85,14 @@ def test_quota_admits_what_it_was_sized_for(project: Path) -> None:
 def test_second_up_changes_nothing(project: Path) -> None:
     result = run([*UP, "--expect-no-changes"], cwd=project)
     assert "created" not in result.stdout.split("Resources:")[-1], result.stdout
+
+
+def test_make_preview_shows_no_change_after_up(project: Path) -> None:
+    # What `make preview` runs (the repository's own roster.yaml, which the copy was made from).
+    result = run(["bash", "tools/up.sh", "--preview", "dev"], cwd=REPO)
+    summary = result.stdout.split("Resources:")[-1]
+    assert "roster.yaml: valid: 3 clients, 8 freelancers, 9 sandboxes" in result.stdout
+    assert "unchanged" in summary and "to create" not in summary and "to update" not in summary, summary
 
 
 def test_removing_a_freelancer_keeps_their_volumes(project: Path) -> None:
