@@ -299,7 +299,8 @@ def test_removing_an_archived_sandbox_is_a_note(tmp_path: Path, repo: Path, caps
 def test_removing_a_client_is_refused(tmp_path: Path, repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
     text = (repo / "roster.yaml").read_text()
     new = tmp_path / "roster.yaml"
-    new.write_text(text.replace("  - id: b38cf925-1979-4799-93b8-ea79b0712d0c\n    name: Initech\n", "").split("  - id: f0fe0837")[0])
+    without_initech = text.replace("  - id: b38cf925-1979-4799-93b8-ea79b0712d0c\n    name: Initech\n", "")
+    new.write_text(without_initech.split("  - id: f0fe0837")[0])
     code = main(["check", str(new), "--project-dir", str(repo), "--previous", str(repo / "roster.yaml")])
     out = capsys.readouterr().out
     assert code == 1
@@ -307,10 +308,14 @@ def test_removing_a_client_is_refused(tmp_path: Path, repo: Path, capsys: pytest
 
 
 def test_custom_gpu_count_needs_gpu_true(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    body = sandbox(f"- client: {ACME}\n  tier: custom\n  resources: {{requests: {{cpu: 1, memory: 1Gi}}, limits: {{cpu: 2, memory: 2Gi}}, gpu: 2}}\n")
+    body = sandbox(
+        f"- client: {ACME}\n  tier: custom\n  resources: {{requests: {{cpu: 1, memory: 1Gi}}, limits: {{cpu: 2, memory: 2Gi}}, gpu: 2}}\n"
+    )
     code, out = check(tmp_path, body, capsys)
     assert code == 1
-    assert out == ["roster.yaml:11:90: freelancers[0].sandboxes[0].resources.gpu: resources.gpu is set but gpu is false; set gpu: true"]
+    assert out == [
+        "roster.yaml:11:90: freelancers[0].sandboxes[0].resources.gpu: resources.gpu is set but gpu is false; set gpu: true"
+    ]
 
 
 def test_bad_stack_setting_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
