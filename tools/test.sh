@@ -5,5 +5,6 @@ source "$(dirname "$0")/lib.sh"
 eval "$("$TOOLS_DIR/env.sh")"
 cd "$REPO_DIR"
 step "ruff" ruff check .
+step "ruff format --check" ruff format --check .
 step "mypy --strict" mypy
 step "pytest" python -m pytest "$@"
