@@ -1,0 +1,101 @@
+"""The benchmark's own logic: the roster generator, the summary parsers, the sampler and the report.
+
+The measurements themselves run with `make bench`; these tests make sure what they measure is what the
+issue asks for (a valid roster of the right shape) and that their numbers are read and reported right.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from bench import measure, report, roster, suite
+from sandbox_infra.roster import SandboxState, load_roster
+from sandbox_infra.settings import StackSettings
+
+
+def test_generator_is_deterministic_and_grows_by_one() -> None:
+    first = roster.generate(100, variant=0x0042)
+    assert first == roster.generate(100, variant=0x0042)
+    assert first != roster.generate(100, variant=0x0043)
+    bigger = roster.add_freelancer(first, variant=0x0042)
+    assert bigger["freelancers"][:100] == first["freelancers"]
+    assert len(bigger["freelancers"]) == 101
+    assert bigger["freelancers"][100] == roster.generate(101, variant=0x0042)["freelancers"][100]
+
+
+@pytest.mark.parametrize("n", [10, 1000])
+def test_generated_roster_is_valid_and_has_the_asked_for_mix(n: int, tmp_path: Path) -> None:
+    path = roster.write(roster.generate(n, variant=0x0001), tmp_path / "roster.yaml")
+    loaded = load_roster(path, StackSettings(api_key_present=True))  # bench stacks set a dummy key
+    assert len(loaded.freelancers) == n
+    assert len(loaded.clients) == roster.client_count(n)
+    sandboxes = [s for f in loaded.freelancers for s in f.sandboxes]
+    assert set(Counter(s.tier for s in sandboxes)) == set(roster.TIERS)
+    assert any(len(f.sandboxes) == 2 for f in loaded.freelancers)
+    assert any(s.state is SandboxState.SUSPENDED for s in sandboxes)
+    assert sum(1 for s in sandboxes if s.gpu) == 1  # the local cluster has 8 GPUs for every stack at once
+    assert all(str(c.id).startswith(roster.CLIENT_PREFIX) for c in loaded.clients)
+
+
+PREVIEW_OUTPUT = """\
+Previewing update (bench-up-100):
+...
+Resources:
+    + 6 to create
+    ~ 1 to update
+    7 changes. 719 unchanged
+
+Duration: 29s
+"""
+
+
+def test_summary_parsers() -> None:
+    sample = measure.Sample(1.0, 0, 0, PREVIEW_OUTPUT)
+    assert suite._count(sample) == 726
+    assert suite._changes(sample) == "+6 ~1 =719"
+    created = measure.Sample(1.0, 0, 0, "Resources:\n    + 93 created\n\nDuration: 7s\n")
+    assert suite._count(created) == 93
+    assert suite._changes(created) == "+93"
+    assert suite._count(measure.Sample(1.0, 0, 1, "error: boom\n")) is None
+
+
+def test_sampler_sees_the_whole_process_tree_and_stops_it_at_the_limit() -> None:
+    # A parent that starts a child holding ~64 MiB: the peak must include the child.
+    child = "b = bytearray(64 * 2**20); import time; time.sleep(1.5)"
+    parent = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {child!r}])"
+    sample = measure.run([sys.executable, "-c", parent])
+    assert sample.returncode == 0 and not sample.timed_out
+    assert sample.peak_rss > 64 * 2**20
+    stopped = measure.run([sys.executable, "-c", "import time; time.sleep(30)"], timeout=0.5)
+    assert stopped.timed_out and stopped.seconds < 10
+
+
+def _row(label: str, seconds: float, **extra: object) -> suite.Row:
+    sample = measure.Sample(seconds, 512 * 2**20, 0, "")
+    return suite.Row(label, measure.Result(seconds, 512 * 2**20, 1, (sample,)), dict(extra))
+
+
+def test_report_states_every_target_gap(tmp_path: Path) -> None:
+    results = suite.Results()
+    results.preview = [
+        _row("1000", 180.0, variant="default", resources=7191),
+        _row("1000", 120.0, variant="PULUMI_SKIP_CHECKPOINTS=true", resources=7191),
+    ]
+    results.up = [
+        _row("100", 150.0, side="pulumi up", resources=720),
+        _row("100", 50.0, side="kubectl apply --server-side", resources=577),
+    ]
+    results.incremental = [
+        _row("1000", 40.0, command="pulumi preview", resources=7197, changes="+6 ~1 =7190"),
+        _row("1000", 20.0, command="pulumi preview, PULUMI_SKIP_CHECKPOINTS=true", resources=7197, changes="+6"),
+    ]
+    options = suite.Options((10, 100, 1000), 100, True, 5, 3, 1, 1000, 300.0, True, tmp_path, None)
+    text = report.render(results, options, "python -m bench")
+    assert "| full preview, N = 1000 (default) | < 90 s, < 1 GiB | 180.0 s, 512 MiB | 2.0x the time," in text
+    assert "| one-freelancer preview, N = 1000 (default) | < 10 s | 40.0 s | 4.0x |" in text
+    assert "| one-freelancer preview, N = 1000 (PULUMI_SKIP_CHECKPOINTS) | < 10 s | 20.0 s | 2.0x |" in text
+    assert "| `pulumi up` / kubectl, N = 100 | at most 1.5x | 3.0x | 2.0x the target |" in text
