@@ -77,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         suite.measure_preview(project, options, results)
         if options.up_size:
             suite.measure_up(project, options, results, options.up_size)
+            suite.measure_client_stack(project, options, results)
         if options.big_up and max(sizes) != options.up_size:
             suite.measure_up(project, options, results, max(sizes), big=True)
     except (CommandError, OSError) as exc:

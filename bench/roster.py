@@ -99,7 +99,7 @@ def generate(freelancers: int, *, variant: int, seed: int = SEED, clients: int |
         sandbox.update(_fixed_sandbox(tier, person, client_ids))
     if people:
         people[0]["sandboxes"][0]["state"] = "suspended"
-    if len(people) > 1 and not any(len(p["sandboxes"]) > 1 for p in people):
+    if len(people) > 1 and len(client_ids) > 1 and not any(len(p["sandboxes"]) > 1 for p in people):
         last = people[-1]
         other = next(c for c in client_ids if c != last["sandboxes"][0]["client"])
         last["sandboxes"].append({"client": other, "tier": "basic"})

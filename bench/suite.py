@@ -26,6 +26,10 @@ UP_VARIANT = 0x0010
 KUBECTL_VARIANT = 0x0020
 UP_SKIP_VARIANT = 0x0011
 BIG_UP_VARIANT = 0x0030
+CLIENT_STACK_VARIANT = 0x0040
+CLIENT_STACK_FREELANCERS = roster.FREELANCERS_PER_CLIENT
+CLIENT_STACK_LABEL = f"1 client, {CLIENT_STACK_FREELANCERS}"
+"""Row label of the client-sized stack in table 4 (its N column)."""
 ENGINE_FUNCTIONS = (
     "github.com/pulumi/pulumi/pkg/v3/backend.(*SnapshotManager).saveSnapshot",
     "github.com/pulumi/pulumi/pkg/v3/resource/stack.SerializeDeploymentWithMetadata",
@@ -299,39 +303,62 @@ def measure_up(project: Project, options: Options, results: Results, n: int, *, 
         )
         results.up.append(Row(f"{n}", result, {"side": "kubectl apply --server-side", "resources": documents}))
 
-    # 4. One more freelancer: preview (as is, and with checkpoints off) and up of the change.
-    bigger = roster.add_freelancer(roster.generate(n, variant=variant), variant=variant)
+    data = roster.generate(n, variant=variant)
+    one_more_freelancer(project, options, results, stack, data=data, variant=variant, label=f"{n}")
+
+
+def one_more_freelancer(
+    project: Project, options: Options, results: Results, stack: str, *, data: dict[str, Any], variant: int, label: str
+) -> None:
+    """4. Add one freelancer to ``stack``'s roster ``data``: preview (as is, and with checkpoints off), then up."""
+    logs = options.work / "logs"
+    bigger = roster.add_freelancer(data, variant=variant)
+    n = len(data["freelancers"])
     project.set_roster(stack, roster.write(bigger, options.work / "rosters" / f"roster-{n}+1-{variant:04x}.yaml"))
     for skip in [False, True] if options.skip_checkpoints_variant else [False]:
-        label = "pulumi preview" + (", PULUMI_SKIP_CHECKPOINTS=true" if skip else "")
+        command = "pulumi preview" + (", PULUMI_SKIP_CHECKPOINTS=true" if skip else "")
         preview = _timed(
-            f"{label} N={n} + 1 freelancer",
+            f"{command} {stack} + 1 freelancer",
             _runs(n, options, slow=True),
             lambda k=skip: measure_run(
                 project.command("preview", stack),
                 cwd=project.dir,
                 env={**project.env, **_preview_env(k)},
-                log=logs / f"preview-{n}+1{'-skip' if k else ''}.log",
+                log=logs / f"preview-{stack}+1{'-skip' if k else ''}.log",
             ),
         )
-        results.incremental.append(
-            Row(
-                f"{n}",
-                preview,
-                {"command": label, "resources": _count(preview.samples[0]), "changes": _changes(preview.samples[0])},
-            )
-        )
+        sample = preview.samples[0]
+        extra = {"command": command, "resources": _count(sample), "changes": _changes(sample)}
+        results.incremental.append(Row(label, preview, extra))
     up1 = _timed(
-        f"pulumi up N={n} + 1 freelancer",
+        f"pulumi up {stack} + 1 freelancer",
         1,
-        lambda: measure_run(project.command("up", stack), cwd=project.dir, env=project.env, log=logs / f"up-{n}+1.log"),
+        lambda: measure_run(
+            project.command("up", stack), cwd=project.dir, env=project.env, log=logs / f"up-{stack}+1.log"
+        ),
     )
-    results.incremental.append(
-        Row(
-            f"{n}",
-            up1,
-            {"command": "pulumi up", "resources": _count(up1.samples[0]), "changes": _changes(up1.samples[0])},
-        )
+    extra = {"command": "pulumi up", "resources": _count(up1.samples[0]), "changes": _changes(up1.samples[0])}
+    results.incremental.append(Row(label, up1, extra))
+
+
+def measure_client_stack(project: Project, options: Options, results: Results) -> None:
+    """The proposal's unit, measured: a stack holding one client of ``CLIENT_STACK_FREELANCERS`` (the
+    generator's average client), up, then one more freelancer as in step 4. With one stack per client,
+    this is what a one-freelancer roster change costs whatever the roster's size."""
+    n = CLIENT_STACK_FREELANCERS
+    data = roster.generate(n, variant=CLIENT_STACK_VARIANT, clients=1)
+    path = roster.write(data, options.work / "rosters" / f"roster-{n}-{CLIENT_STACK_VARIANT:04x}.yaml")
+    stack = "bench-client-stack"
+    project.init_stack(stack, path)
+    _timed(
+        f"pulumi up {stack} (1 client, {n} freelancers)",
+        1,
+        lambda: measure_run(
+            project.command("up", stack), cwd=project.dir, env=project.env, log=options.work / "logs" / "up-client.log"
+        ),
+    )
+    one_more_freelancer(
+        project, options, results, stack, data=data, variant=CLIENT_STACK_VARIANT, label=CLIENT_STACK_LABEL
     )
 
 

@@ -92,6 +92,7 @@ def test_report_states_every_target_gap(tmp_path: Path) -> None:
     results.incremental = [
         _row("1000", 40.0, command="pulumi preview", resources=7197, changes="+6 ~1 =7190"),
         _row("1000", 20.0, command="pulumi preview, PULUMI_SKIP_CHECKPOINTS=true", resources=7197, changes="+6"),
+        _row(suite.CLIENT_STACK_LABEL, 5.0, command="pulumi preview", resources=150, changes="+6 ~1 =143"),
     ]
     options = suite.Options((10, 100, 1000), 100, True, 5, 3, 1, 1000, 300.0, True, tmp_path, None)
     text = report.render(results, options, "python -m bench")
@@ -99,3 +100,13 @@ def test_report_states_every_target_gap(tmp_path: Path) -> None:
     assert "| one-freelancer preview, N = 1000 (default) | < 10 s | 40.0 s | 4.0x |" in text
     assert "| one-freelancer preview, N = 1000 (PULUMI_SKIP_CHECKPOINTS) | < 10 s | 20.0 s | 2.0x |" in text
     assert "| `pulumi up` / kubectl, N = 100 | at most 1.5x | 3.0x | 2.0x the target |" in text
+    proposal = "| one-freelancer preview, one stack per client (proposal) (default) | < 10 s at any N | 5.0 s | 0.5x |"
+    assert proposal in text
+
+
+def test_client_sized_roster_for_the_proposal(tmp_path: Path) -> None:
+    data = roster.generate(suite.CLIENT_STACK_FREELANCERS, variant=suite.CLIENT_STACK_VARIANT, clients=1)
+    loaded = load_roster(roster.write(data, tmp_path / "roster.yaml"), StackSettings(api_key_present=True))
+    assert len(loaded.clients) == 1
+    assert len(loaded.freelancers) == suite.CLIENT_STACK_FREELANCERS
+    assert {s.tier for f in loaded.freelancers for s in f.sandboxes} == set(roster.TIERS)
