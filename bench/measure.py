@@ -36,6 +36,8 @@ class Sample:
     """Stopped at the time limit: ``seconds`` is then a lower bound."""
     at_peak: tuple[tuple[str, int], ...] = ()
     """Resident bytes per kind of process (engine, program, provider, ...) in the peak sample."""
+    reruns: int = 0
+    """Times the command was run again after a known transient failure (included in ``seconds``)."""
 
 
 def _children() -> dict[int, list[int]]:

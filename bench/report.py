@@ -58,6 +58,12 @@ def _wall(row: Row) -> str:
     return _s(row.result.seconds)
 
 
+def _rerun(row: Row) -> str:
+    """A note when `pulumi up` had to be run again after the ResourceQuota race (see suite.QUOTA_RACE)."""
+    reruns = sum(s.reruns for s in row.result.samples)
+    return f" (incl. {reruns} rerun{'s' if reruns > 1 else ''} after the quota race)" if reruns else ""
+
+
 def _mib(row: Row) -> str:
     return f"{row.result.peak_mib:.0f} MiB"
 
@@ -147,8 +153,8 @@ def render(results: Results, options: Options, command: str) -> str:
         ]
         for row in results.up:
             out.append(
-                f"| {row.label} | {row.extra['side']} | {row.extra['resources'] or '?'} | {_s(row.result.seconds)}"
-                f" | {_mib(row)} |"
+                f"| {row.label} | {row.extra['side']} | {row.extra['resources'] or '?'}"
+                f" | {_s(row.result.seconds)}{_rerun(row)} | {_mib(row)} |"
             )
         ratio = _up_ratio(results)
         if ratio is not None:
@@ -174,7 +180,7 @@ def render(results: Results, options: Options, command: str) -> str:
         for row in results.incremental:
             out.append(
                 f"| {row.label} | `{row.extra['command']}` | {row.extra['resources'] or '?'} | {row.extra['changes']}"
-                f" | {_s(row.result.seconds)} | {_mib(row)} | {_runs(row)} |"
+                f" | {_s(row.result.seconds)}{_rerun(row)} | {_mib(row)} | {_runs(row)} |"
             )
         out.append("")
     out += _targets(results)
