@@ -110,3 +110,25 @@ def test_client_sized_roster_for_the_proposal(tmp_path: Path) -> None:
     assert len(loaded.clients) == 1
     assert len(loaded.freelancers) == suite.CLIENT_STACK_FREELANCERS
     assert {s.tier for f in loaded.freelancers for s in f.sandboxes} == set(roster.TIERS)
+
+
+def test_failed_steps_report_their_error_lines_not_the_stack_outputs() -> None:
+    output = (
+        "Updating (bench-up-1000):\n"
+        " +  kubernetes:core/v1:PersistentVolumeClaim home-x creating (0s)\n"
+        "    error: resource was not successfully created: Operation cannot be fulfilled on resourcequotas\n"
+        "Outputs:\n" + "    sandboxes: [...]\n" * 500
+    )
+    text = suite._errors(output)
+    assert text.startswith("+  kubernetes:core/v1:PersistentVolumeClaim home-x creating (0s) error: resource was")
+    assert suite.QUOTA_RACE in text and "Outputs" not in text
+
+
+def test_reruns_after_the_quota_race_are_shown(tmp_path: Path) -> None:
+    sample = measure.Sample(120.0, 2**30, 0, "", reruns=1)
+    row = suite.Row("1000", measure.Result(120.0, 2**30, 1, (sample,)), {"side": "pulumi up", "resources": 7191})
+    results = suite.Results(up=[row])
+    options = suite.Options((1000,), None, True, 5, 3, 1, 1000, 300.0, True, tmp_path, None)
+    assert "| 1000 | pulumi up | 7191 | 120.0 s (incl. 1 rerun after the quota race) |" in report.render(
+        results, options, "python -m bench"
+    )
