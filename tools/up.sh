@@ -25,11 +25,13 @@ fi
 # the API server can refuse some with 409 "Operation cannot be fulfilled on resourcequotas" (its quota
 # update raced another), and pulumi-kubernetes does not retry a 409. `pulumi up` is idempotent: run it
 # again, at most twice, for exactly that error (seen at 1,000 freelancers; bench/RESULTS.md).
+# --continue-on-error: one tenant's failed object does not stop the others' (the command still fails),
+# and a rerun then has only the few refused objects left to create.
 up_with_retries() {
   local output attempt
   output="$(mktemp)"
   for attempt in 1 2 3; do
-    if pulumi up --stack "$stack" --yes --refresh --skip-preview --policy-pack policies/serve \
+    if pulumi up --stack "$stack" --yes --refresh --skip-preview --continue-on-error --policy-pack policies/serve \
          --suppress-progress --color never 2>&1 | tee "$output"; then
       rm -f "$output"; return 0
     fi
