@@ -14,6 +14,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from sandbox_infra import naming
+from sandbox_infra.plan import PlatformPlan
 from sandbox_infra.roster import SandboxState
 from sandbox_infra.tiers import Tier
 
@@ -85,11 +86,8 @@ def _sandbox_schema() -> dict[str, Any]:
 class PlatformArgs:
     """Inputs of :class:`Platform`."""
 
-    namespace: str
-    """Namespace of the platform's own services (API, operator); client NetworkPolicies admit it."""
-
-    pod_security_version: str
-    """Pinned Pod Security Standards version, e.g. ``v1.34``."""
+    plan: PlatformPlan
+    """The platform namespace (client NetworkPolicies admit it) and its pinned Pod Security version."""
 
 
 class Platform(pulumi.ComponentResource):
@@ -106,13 +104,13 @@ class Platform(pulumi.ComponentResource):
         ns = k8s.core.v1.Namespace(
             f"{name}-namespace",
             metadata={
-                "name": args.namespace,
+                "name": args.plan.namespace,
                 # Client NetworkPolicies select this namespace by the immutable kubernetes.io/metadata.name
                 # label; `name` is kept for tools written against the seed's policy.
                 "labels": {
                     **labels,
-                    "name": args.namespace,
-                    **pod_security_labels("restricted", args.pod_security_version),
+                    "name": args.plan.namespace,
+                    **pod_security_labels("restricted", args.plan.pod_security_version),
                 },
             },
             opts=child,

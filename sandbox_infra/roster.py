@@ -21,12 +21,14 @@ from sandbox_infra import naming
 from sandbox_infra.quantity import QuantityError, parse_quantity
 from sandbox_infra.settings import StackSettings
 from sandbox_infra.source import Diagnostic, InputError, PathKey, Positions, load_yaml
-from sandbox_infra.tiers import TIERS, Resources, Tier
+from sandbox_infra.tiers import TIERS, Tier
 
 SCHEMA_URL = "roster.schema.json"
 _EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 # A container image tag (OCI distribution spec).
 _TAG = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
+# A stack group: part of a Pulumi stack name (<environment>-<group>); `client-` names the default groups.
+_STACK_GROUP = r"^[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?$"
 
 
 class SandboxState(StrEnum):
@@ -94,6 +96,12 @@ class Client(_Model):
 
     id: UUID = Field(description="Immutable id (UUID); the namespace is client-<id>.")
     name: StrictStr = Field(min_length=1, description="Display name; may change.")
+    stack: StrictStr | None = Field(
+        default=None,
+        pattern=_STACK_GROUP,
+        description="Stack group shared with other clients (lowercase letters, digits, '-'; at most 40); "
+        "default: a stack of the client's own. Set it once: moving a client between stacks is refused.",
+    )
 
 
 class Roster(_Model):
@@ -154,7 +162,11 @@ def _message(error: ErrorDetails, path: PathKey) -> str:
     if kind in ("uuid_parsing", "uuid_type") or (kind == "string_type" and field in ("id", "client")):
         return f"malformed UUID {value!r} (expected e.g. 0b0e5a4e-2f7d-4a53-9d0e-6f1c2b7a9c11)"
     if kind == "string_pattern_mismatch":
-        what = {"email": "an email address", "image": "an image tag (no registry, no ':')"}.get(field, "a valid value")
+        what = {
+            "email": "an email address",
+            "image": "an image tag (no registry, no ':')",
+            "stack": "a stack group (lowercase letters, digits and '-', at most 40 characters)",
+        }.get(field, "a valid value")
         return f"{value!r} is not {what}"
     if kind in _TYPE_NAMES:
         return f"expected {_TYPE_NAMES[kind]}, got {type(value).__name__} {value!r}"
@@ -262,25 +274,6 @@ def _check_custom_resources(
     return errors
 
 
-def sandbox_budget(entry: SandboxEntry) -> Resources:
-    """The pod budget of a (validated) sandbox entry."""
-    spec = TIERS[entry.tier]
-    if spec.budget is not None:
-        base = spec.budget
-        return Resources(
-            base.requests_cpu, base.requests_memory, base.limits_cpu, base.limits_memory, 1 if entry.gpu else 0
-        )
-    assert entry.resources is not None  # guaranteed by validation
-    r = entry.resources
-    return Resources(
-        parse_quantity(r.requests.cpu),
-        parse_quantity(r.requests.memory),
-        parse_quantity(r.limits.cpu),
-        parse_quantity(r.limits.memory),
-        r.gpu or (1 if entry.gpu else 0),
-    )
-
-
 def _check_semantics(parsed: _Parsed, positions: Positions, settings: StackSettings) -> list[Diagnostic]:
     errors: list[Diagnostic] = []
     d = positions.diagnostic
@@ -293,6 +286,10 @@ def _check_semantics(parsed: _Parsed, positions: Positions, settings: StackSetti
             )
         seen_clients.setdefault(client.id, i)
         errors += [d(("clients", i, "id"), msg) for msg in naming.check_client_names(client.id)]
+        if client.stack is not None and client.stack.startswith("client-"):
+            errors.append(
+                d(("clients", i, "stack"), f"stack group {client.stack!r} may not start with 'client-' (reserved)")
+            )
 
     seen_freelancers: dict[UUID, int] = {}
     seen_emails: dict[str, int] = {}

@@ -15,15 +15,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
-from uuid import UUID
 
 import pulumi
 import pulumi_kubernetes as k8s
 
 from sandbox_infra import naming
+from sandbox_infra.plan import SandboxPlan
 from sandbox_infra.platform import API_VERSION, KIND
 from sandbox_infra.roster import SandboxState
-from sandbox_infra.tiers import ContainerResources
 
 USER_ID = 1000
 HOME = "/home/sandbox"
@@ -32,41 +31,15 @@ CODE_SERVER_PORT = 8080
 
 
 @dataclass(frozen=True)
-class VolumeSpec:
-    """A PersistentVolumeClaim's size and StorageClass."""
-
-    size: str
-    storage_class: str
-
-
-@dataclass(frozen=True)
 class FreelancerSandboxArgs:
     """Inputs of :class:`FreelancerSandbox`."""
 
-    freelancer_id: UUID
-    """Immutable freelancer id; every name below derives from it."""
-    client_id: UUID
-    """Client whose namespace the sandbox lives in."""
+    plan: SandboxPlan
+    """The sandbox's tier budget, images, volumes and state (see :mod:`sandbox_infra.plan`)."""
     namespace: pulumi.Input[str]
-    """That client's namespace (an output of its ClientTenant, so the namespace exists first)."""
-    tier: str
-    """Tier name, for labels and the Sandbox object."""
-    resources: ContainerResources
-    """The tier budget, already split between the containers."""
-    state: SandboxState
-    """active (1 replica), suspended (0 replicas) or archived (no compute)."""
-    gemini_cli_image: str
-    """Full, pinned image reference of the gemini-cli container."""
-    custom_image_tag: str | None
-    """The roster's per-user image tag, if any (mirrored into the Sandbox object)."""
-    code_server_image: str
-    """Full, pinned image reference of code-server."""
-    workspace: VolumeSpec
-    home: VolumeSpec
-    gpu: bool
-    """Whether the pod gets a GPU (already counted in ``resources``)."""
+    """The client's namespace (an output of its ClientTenant, so the namespace exists first)."""
     depends_on: list[pulumi.Resource]
-    """Resources the compute must wait for (the namespace quota, the API key Secret, the CRD)."""
+    """Resources the compute must wait for (the namespace quota and the API key Secret)."""
 
 
 def _restricted_container_security() -> dict[str, Any]:
@@ -87,27 +60,25 @@ class FreelancerSandbox(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: FreelancerSandboxArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("sandbox-infra:sandbox:FreelancerSandbox", name, None, opts)
-        fid = args.freelancer_id
-        sandbox_name = naming.sandbox(fid)
+        plan = args.plan
+        fid = plan.freelancer_id
+        sandbox_name = plan.name
         labels = naming.labels(
             name="sandbox",
             instance=sandbox_name,
             component="sandbox",
-            client=args.client_id,
+            client=plan.client_id,
             freelancer=fid,
-            tier=args.tier,
+            tier=plan.tier.value,
         )
         meta: dict[str, Any] = {"namespace": args.namespace, "labels": labels}
         keep = pulumi.ResourceOptions(parent=self, protect=True, retain_on_delete=True)
 
         volumes = {}
-        for volume, spec, pvc_name in (
-            ("workspace", args.workspace, naming.workspace_pvc(fid)),
-            ("home", args.home, naming.home_pvc(fid)),
-        ):
+        for volume, spec in (("workspace", plan.workspace), ("home", plan.home)):
             volumes[volume] = k8s.core.v1.PersistentVolumeClaim(
                 f"{name}-{volume}",
-                metadata={**meta, "name": pvc_name, "labels": {**labels, "platform.com/volume": volume}},
+                metadata={**meta, "name": spec.name, "labels": {**labels, "platform.com/volume": volume}},
                 spec={
                     "accessModes": ["ReadWriteOnce"],
                     "storageClassName": spec.storage_class,
@@ -118,7 +89,7 @@ class FreelancerSandbox(pulumi.ComponentResource):
 
         compute_opts = pulumi.ResourceOptions(parent=self, depends_on=[*args.depends_on, *volumes.values()])
         self.statefulset_name = None
-        if args.state is not SandboxState.ARCHIVED:
+        if plan.state is not SandboxState.ARCHIVED:
             k8s.core.v1.Service(
                 f"{name}-service",
                 metadata={**meta, "name": sandbox_name},
@@ -132,7 +103,7 @@ class FreelancerSandbox(pulumi.ComponentResource):
             statefulset = k8s.apps.v1.StatefulSet(
                 f"{name}-statefulset",
                 metadata={**meta, "name": sandbox_name},
-                spec=self._statefulset_spec(args, sandbox_name, labels),
+                spec=self._statefulset_spec(plan, labels),
                 opts=compute_opts,
             )
             self.statefulset_name = statefulset.metadata.name
@@ -144,24 +115,24 @@ class FreelancerSandbox(pulumi.ComponentResource):
             metadata={**meta, "name": sandbox_name},
             spec={
                 "freelancerId": str(fid),
-                "clientId": str(args.client_id),
-                "resourceTier": args.tier,
-                "state": args.state.value,
-                "gpu": args.gpu,
-                **({"customImage": args.gemini_cli_image} if args.custom_image_tag else {}),
-                "persistence": {"workspaceSize": args.workspace.size, "homeSize": args.home.size},
+                "clientId": str(plan.client_id),
+                "resourceTier": plan.tier.value,
+                "state": plan.state.value,
+                "gpu": plan.gpu,
+                **({"customImage": plan.gemini_cli_image} if plan.custom_image_tag else {}),
+                "persistence": {"workspaceSize": plan.workspace.size, "homeSize": plan.home.size},
             },
             opts=pulumi.ResourceOptions(parent=self, depends_on=args.depends_on),
         )
-        self.register_outputs({"statefulset": self.statefulset_name, "state": args.state.value})
+        self.register_outputs({"statefulset": self.statefulset_name, "state": plan.state.value})
 
     @staticmethod
-    def _statefulset_spec(args: FreelancerSandboxArgs, sandbox_name: str, labels: dict[str, str]) -> dict[str, Any]:
-        fid = args.freelancer_id
+    def _statefulset_spec(plan: SandboxPlan, labels: dict[str, str]) -> dict[str, Any]:
+        fid, sandbox_name = plan.freelancer_id, plan.name
         mounts = [{"name": "workspace", "mountPath": WORKSPACE}, {"name": "home", "mountPath": HOME}]
         scratch = [{"name": "tmp", "mountPath": "/tmp"}]
         return {
-            "replicas": 1 if args.state is SandboxState.ACTIVE else 0,
+            "replicas": 1 if plan.state is SandboxState.ACTIVE else 0,
             "serviceName": sandbox_name,
             "selector": {"matchLabels": naming.sandbox_selector(fid)},
             # Never more than one pod per sandbox: its volumes are ReadWriteOnce.
@@ -185,13 +156,13 @@ class FreelancerSandbox(pulumi.ComponentResource):
                     "initContainers": [
                         {
                             "name": "prepare-home",
-                            "image": args.gemini_cli_image,
+                            "image": plan.gemini_cli_image,
                             "command": [
                                 "sh",
                                 "-c",
                                 f"mkdir -p {HOME}/.gemini {HOME}/.config {HOME}/.local/share/code-server",
                             ],
-                            "resources": args.resources.init.to_k8s(),
+                            "resources": plan.resources.init.to_k8s(),
                             "securityContext": _restricted_container_security(),
                             "volumeMounts": mounts,
                         }
@@ -199,7 +170,7 @@ class FreelancerSandbox(pulumi.ComponentResource):
                     "containers": [
                         {
                             "name": "gemini-cli",
-                            "image": args.gemini_cli_image,
+                            "image": plan.gemini_cli_image,
                             "command": ["sleep", "infinity"],
                             "workingDir": WORKSPACE,
                             "env": [
@@ -214,7 +185,7 @@ class FreelancerSandbox(pulumi.ComponentResource):
                                     },
                                 },
                             ],
-                            "resources": args.resources.gemini_cli.to_k8s(),
+                            "resources": plan.resources.gemini_cli.to_k8s(),
                             "securityContext": _restricted_container_security(),
                             "volumeMounts": mounts + scratch,
                             "livenessProbe": {"exec": {"command": ["test", "-w", WORKSPACE]}, "periodSeconds": 30},
@@ -222,7 +193,7 @@ class FreelancerSandbox(pulumi.ComponentResource):
                         },
                         {
                             "name": "code-server",
-                            "image": args.code_server_image,
+                            "image": plan.code_server_image,
                             "args": [
                                 f"--bind-addr=0.0.0.0:{CODE_SERVER_PORT}",
                                 "--auth=none",
@@ -231,7 +202,7 @@ class FreelancerSandbox(pulumi.ComponentResource):
                             ],
                             "env": [{"name": "HOME", "value": HOME}],
                             "ports": [{"name": "http", "containerPort": CODE_SERVER_PORT, "protocol": "TCP"}],
-                            "resources": args.resources.code_server.to_k8s(),
+                            "resources": plan.resources.code_server.to_k8s(),
                             "securityContext": _restricted_container_security(),
                             "volumeMounts": mounts + scratch,
                             "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 10},
@@ -244,8 +215,8 @@ class FreelancerSandbox(pulumi.ComponentResource):
                         },
                     ],
                     "volumes": [
-                        {"name": "workspace", "persistentVolumeClaim": {"claimName": naming.workspace_pvc(fid)}},
-                        {"name": "home", "persistentVolumeClaim": {"claimName": naming.home_pvc(fid)}},
+                        {"name": "workspace", "persistentVolumeClaim": {"claimName": plan.workspace.name}},
+                        {"name": "home", "persistentVolumeClaim": {"claimName": plan.home.name}},
                         {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
                     ],
                 },

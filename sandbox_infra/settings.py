@@ -7,6 +7,7 @@ the stack's limits without running Pulumi or decrypting anything.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from decimal import Decimal
@@ -28,6 +29,14 @@ class StackSettings:
 
     roster: str = "roster.yaml"
     """Path of the roster file, relative to the project directory."""
+
+    environment: str = ""
+    """The environment a stack belongs to (dev, prod): its settings and secrets are ``Pulumi.<environment>.yaml``.
+    Empty: the stack's own name (the platform stack). The orchestrator writes it into every client stack."""
+
+    slice: str = "platform"
+    """Which part of the plan this stack declares: ``platform``, a client group (``client-<id>`` or a roster
+    ``clients[].stack``), or ``all`` (the single-stack layout that ``python -m sandbox_infra adopt`` splits)."""
 
     gemini_cli_image: str = "registry.platform.com/sandboxes/gemini-cli"
     """Repository of the base Gemini CLI sandbox image (seed section 2.1)."""
@@ -86,6 +95,12 @@ SETTING_KEYS = {
 _CONFIG_KEY = {field: key for key, field in SETTING_KEYS.items()}
 
 
+# A slice id: `platform`, `all`, `client-<uuid>` or a roster stack group (all lowercase DNS labels).
+_SLICE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,78}[a-z0-9])?$")
+ENVIRONMENT = re.compile(r"^[a-z][a-z0-9]{0,15}$")
+ENVIRONMENT_RULE = "is not an environment name (lowercase letters and digits, starting with a letter, at most 16)"
+
+
 class SettingsError(ValueError):
     """A stack setting with a wrong type or value."""
 
@@ -116,6 +131,12 @@ def settings_from_mapping(values: Mapping[str, object], *, secret_keys: Mapping[
         api_key_present=API_KEY in secret_keys,
         client_api_keys_present=frozenset(client_keys) if isinstance(client_keys, Mapping) else frozenset(),
     )
+    if not _SLICE.match(settings.slice):
+        raise SettingsError(
+            f"{CONFIG_NAMESPACE}:slice: {settings.slice!r} is not a slice (platform, all, client-<id> or a stack group)"
+        )
+    if settings.environment and not ENVIRONMENT.match(settings.environment):
+        raise SettingsError(f"{CONFIG_NAMESPACE}:environment: {settings.environment!r} {ENVIRONMENT_RULE}")
     for size in ("max_storage", "default_workspace_size", "default_home_size"):
         try:
             parse_quantity(getattr(settings, size))

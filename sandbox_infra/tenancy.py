@@ -13,67 +13,24 @@ A namespace per client (seed section 1.1) with:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-from decimal import Decimal
-from uuid import UUID
 
 import pulumi
 import pulumi_kubernetes as k8s
 
 from sandbox_infra import naming
+from sandbox_infra.plan import TenantPlan
 from sandbox_infra.platform import GROUP, PLURAL, pod_security_labels
-from sandbox_infra.quantity import format_bytes, format_cpu
-from sandbox_infra.tiers import GPU_RESOURCE, Resources
-
-
-@dataclass(frozen=True)
-class QuotaBudget:
-    """What a client's namespace may hold: the sum over its sandboxes."""
-
-    compute: Resources
-    """Sum of the pod budgets of its active and suspended sandboxes."""
-    pvcs: int
-    """Sum of the tiers' PersistentVolumeClaim allowances (archived sandboxes keep their volumes)."""
-    storage: Decimal
-    """Sum of the requested volume sizes, in bytes."""
-
-    def hard(self) -> dict[str, str]:
-        """The ResourceQuota ``spec.hard``. Extended resources only have a requests form."""
-        hard = {
-            "requests.cpu": format_cpu(self.compute.requests_cpu),
-            "requests.memory": format_bytes(self.compute.requests_memory),
-            "limits.cpu": format_cpu(self.compute.limits_cpu),
-            "limits.memory": format_bytes(self.compute.limits_memory),
-            f"requests.{GPU_RESOURCE}": str(self.compute.gpu),
-            "persistentvolumeclaims": str(self.pvcs),
-            "requests.storage": format_bytes(self.storage) if self.storage else "0",
-        }
-        return hard
 
 
 @dataclass(frozen=True)
 class ClientTenantArgs:
     """Inputs of :class:`ClientTenant`."""
 
-    client_id: UUID
-    """Immutable client id; the namespace is ``client-<id>``."""
-    client_name: str
-    """Display name, recorded as an annotation."""
-    quota: QuotaBudget
-    """Hard limits of the namespace's ResourceQuota."""
+    plan: TenantPlan
+    """The client's namespace, quota, network and RBAC settings (see :mod:`sandbox_infra.plan`)."""
     api_key: pulumi.Input[str] | None
     """Gemini API key (a secret Output); None when the client has no sandbox that needs one."""
-    platform_namespace: str
-    """Namespace of the platform's services: the only source of ingress, one egress destination."""
-    controller_service_account: str
-    """ServiceAccount of the platform's sandbox operator, in ``platform_namespace``."""
-    pod_security_version: str
-    """Pinned Pod Security Standards version."""
-    egress_denied_cidrs: Sequence[str]
-    """Ranges excluded from the internet egress rule (metadata address, private networks)."""
-    max_volume_size: str
-    """Largest PersistentVolumeClaim the LimitRange admits."""
 
 
 class ClientTenant(pulumi.ComponentResource):
@@ -84,16 +41,17 @@ class ClientTenant(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: ClientTenantArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("sandbox-infra:tenancy:ClientTenant", name, None, opts)
-        namespace = naming.namespace(args.client_id)
-        labels = naming.labels(name="client-tenant", instance=namespace, component="tenancy", client=args.client_id)
+        plan = args.plan
+        namespace = plan.namespace
+        labels = naming.labels(name="client-tenant", instance=namespace, component="tenancy", client=plan.client_id)
         meta = {"namespace": namespace, "labels": labels}
 
         ns = k8s.core.v1.Namespace(
             f"{name}-namespace",
             metadata={
                 "name": namespace,
-                "labels": {**labels, **pod_security_labels("restricted", args.pod_security_version)},
-                "annotations": {"platform.com/client-name": args.client_name},
+                "labels": {**labels, **pod_security_labels("restricted", plan.pod_security_version)},
+                "annotations": {"platform.com/client-name": plan.client_name},
             },
             # Deleting a namespace deletes every volume in it, whatever the PVCs' own options say:
             # offboarding a client is an explicit multi-step change (README, "Offboarding").
@@ -104,7 +62,7 @@ class ClientTenant(pulumi.ComponentResource):
         self.quota = k8s.core.v1.ResourceQuota(
             f"{name}-quota",
             metadata={**meta, "name": "sandbox-quota"},
-            spec={"hard": args.quota.hard()},
+            spec={"hard": plan.quota.hard()},
             opts=in_ns,
         )
         k8s.core.v1.LimitRange(
@@ -117,13 +75,13 @@ class ClientTenant(pulumi.ComponentResource):
                         "default": {"cpu": "500m", "memory": "512Mi"},
                         "defaultRequest": {"cpu": "100m", "memory": "128Mi"},
                     },
-                    {"type": "PersistentVolumeClaim", "max": {"storage": args.max_volume_size}},
+                    {"type": "PersistentVolumeClaim", "max": {"storage": plan.max_volume_size}},
                 ]
             },
             opts=in_ns,
         )
-        self._network_policies(name, namespace, labels, args, in_ns)
-        self._rbac(name, namespace, labels, args, in_ns)
+        self._network_policies(name, namespace, labels, plan, in_ns)
+        self._rbac(name, namespace, labels, plan, in_ns)
         if args.api_key is not None:
             k8s.core.v1.Secret(
                 f"{name}-gemini-api-key",
@@ -139,10 +97,10 @@ class ClientTenant(pulumi.ComponentResource):
 
     @staticmethod
     def _network_policies(
-        name: str, namespace: str, labels: dict[str, str], args: ClientTenantArgs, opts: pulumi.ResourceOptions
+        name: str, namespace: str, labels: dict[str, str], plan: TenantPlan, opts: pulumi.ResourceOptions
     ) -> None:
         meta = {"namespace": namespace, "labels": labels}
-        platform = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": args.platform_namespace}}}
+        platform = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": plan.platform_namespace}}}
         k8s.networking.v1.NetworkPolicy(
             f"{name}-default-deny",
             metadata={**meta, "name": "default-deny"},
@@ -179,7 +137,7 @@ class ClientTenant(pulumi.ComponentResource):
                 "egress": [
                     {"to": [platform]},
                     {
-                        "to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": list(args.egress_denied_cidrs)}}],
+                        "to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": list(plan.egress_denied_cidrs)}}],
                         "ports": [{"protocol": "TCP", "port": 443}, {"protocol": "TCP", "port": 80}],
                     },
                 ],
@@ -189,7 +147,7 @@ class ClientTenant(pulumi.ComponentResource):
 
     @staticmethod
     def _rbac(
-        name: str, namespace: str, labels: dict[str, str], args: ClientTenantArgs, opts: pulumi.ResourceOptions
+        name: str, namespace: str, labels: dict[str, str], plan: TenantPlan, opts: pulumi.ResourceOptions
     ) -> None:
         meta = {"namespace": namespace, "labels": labels}
         k8s.core.v1.ServiceAccount(
@@ -228,8 +186,8 @@ class ClientTenant(pulumi.ComponentResource):
             subjects=[
                 {
                     "kind": "ServiceAccount",
-                    "name": args.controller_service_account,
-                    "namespace": args.platform_namespace,
+                    "name": plan.controller_service_account,
+                    "namespace": plan.platform_namespace,
                 }
             ],
             opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[role])),

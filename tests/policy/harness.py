@@ -31,6 +31,7 @@ from sandbox_policies.model import POD_SPEC_PATHS
 from sandbox_policies.pack import all_policies
 
 from sandbox_infra import program
+from sandbox_infra.plan import ALL_SLICES, build_plan
 from sandbox_infra.roster import load_roster
 from sandbox_infra.settings import StackSettings
 from tests.unit.mocks import Recorder, resolve, run_program
@@ -87,15 +88,15 @@ class _Capture(Recorder):
         return super().new_resource(args)
 
 
-def declare_example(roster: Path) -> list[Declared]:
-    """What the program declares for ``roster`` with the default stack settings."""
+def declare_example(roster: Path, slice_id: str = ALL_SLICES) -> list[Declared]:
+    """What the program declares for ``roster`` with the default stack settings, in one slice (default: all)."""
     settings = StackSettings(api_key_present=True)
     parsed = load_roster(roster, settings)
 
     def body() -> None:
         provider = k8s.Provider("kubernetes")
         keys = {c.id: pulumi.Output.secret("test-key-not-real") for c in parsed.clients}
-        program.build(parsed, settings, keys, provider)
+        program.build(build_plan(parsed, settings), slice_id, keys, provider)
 
     capture = _Capture()
     run_program(body, recorder=capture)

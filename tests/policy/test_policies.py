@@ -12,6 +12,8 @@ from collections.abc import Callable
 import pytest
 from pulumi_policy import ResourceValidationPolicy
 
+from sandbox_infra.plan import PLATFORM_SLICE
+from tests.conftest import REPO
 from tests.policy.harness import (
     POLICIES,
     Declared,
@@ -19,6 +21,7 @@ from tests.policy.harness import (
     check_all,
     check_resource,
     check_stack,
+    declare_example,
     find,
     swap,
 )
@@ -434,6 +437,14 @@ def test_every_policy_has_a_failing_case() -> None:
 @pytest.mark.parametrize("policy", sorted(POLICIES))
 def test_example_stack_passes(policy: str, stack: list[Declared]) -> None:
     assert messages(policy, stack) == []
+
+
+@pytest.mark.parametrize("slice_id", [PLATFORM_SLICE, *(f"client-{c}" for c in (ACME, GLOBEX, INITECH))])
+def test_every_slice_passes_on_its_own(slice_id: str) -> None:
+    """Each stack of the split layout (the platform, one per client) passes every policy by itself."""
+    declared = declare_example(REPO / "roster.yaml", slice_id)
+    assert declared
+    assert {policy: messages(policy, declared) for policy in POLICIES} == {policy: [] for policy in POLICIES}
 
 
 @pytest.mark.parametrize(("policy", "breakage", "expected"), FAILING, ids=[b.__name__ for _, b, _ in FAILING])

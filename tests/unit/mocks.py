@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
+from pulumi.runtime.settings import get_root_resource
 from pulumi.runtime.stack import wait_for_rpcs
 from pulumi.runtime.sync_await import _sync_await
 
@@ -53,7 +54,11 @@ def run_program(
     recorder = recorder if recorder is not None else Recorder()
     pulumi.runtime.set_mocks(recorder, project="sandbox-infra", stack="unit", preview=False)
     pulumi.runtime.set_all_config(config or {}, secret_keys or [])
-    pulumi.runtime.register_stack_transformation(recorder.transformation)
+    # The root resource outlives set_mocks: replace (not add to) its transformations, so an earlier
+    # run's recorder does not also record this run's resources.
+    root = get_root_resource()
+    assert root is not None
+    root._transformations = [recorder.transformation]
     body()
     _wait_for_registrations()
     return recorder

@@ -12,6 +12,7 @@ import pulumi_kubernetes as k8s
 import pytest
 
 from sandbox_infra import program
+from sandbox_infra.plan import ALL_SLICES, PLATFORM_SLICE, build_plan
 from sandbox_infra.quantity import parse_quantity
 from sandbox_infra.roster import load_roster
 from sandbox_infra.settings import StackSettings
@@ -22,15 +23,20 @@ SNAPSHOT = Path(__file__).parent / "snapshots" / "example-roster-urns.txt"
 SETTINGS = StackSettings(api_key_present=True)
 PVC = "kubernetes:core/v1:PersistentVolumeClaim"
 STS = "kubernetes:apps/v1:StatefulSet"
+ACME_GLOBEX_INITECH = (
+    "0b0e5a4e-2f7d-4a53-9d0e-6f1c2b7a9c11",
+    "083cfb9d-4274-45dd-b4a8-bb1b0e883cf5",
+    "b38cf925-1979-4799-93b8-ea79b0712d0c",
+)
 
 
-def build_example(example_roster: Path) -> Recorder:
+def build_example(example_roster: Path, slice_id: str = ALL_SLICES) -> Recorder:
     roster = load_roster(example_roster, SETTINGS)
 
     def body() -> None:
         provider = k8s.Provider("kubernetes")
         keys = {c.id: pulumi.Output.secret("test-key") for c in roster.clients}
-        program.build(roster, SETTINGS, keys, provider)
+        program.build(build_plan(roster, SETTINGS), slice_id, keys, provider)
 
     return run_program(body)
 
@@ -38,6 +44,33 @@ def build_example(example_roster: Path) -> Recorder:
 @pytest.fixture(scope="module")
 def example(request: pytest.FixtureRequest) -> Recorder:
     return build_example(Path(request.config.rootpath) / "roster.yaml")
+
+
+def _urns(recorder: Recorder) -> set[str]:
+    return {resolve(r.resource.urn) for r in recorder.resources}
+
+
+def test_slices_partition_the_single_stack(example: Recorder, example_roster: Path) -> None:
+    """The platform slice and the client slices declare exactly what the single stack does, each resource
+    once, under the same URNs: that is what lets ``adopt`` move resources without replacing any."""
+    plan = build_plan(load_roster(example_roster, SETTINGS), SETTINGS)
+    assert [s.id for s in plan.slices] == sorted(f"client-{c}" for c in ACME_GLOBEX_INITECH)
+    parts = [_urns(build_example(example_roster, s)) for s in (PLATFORM_SLICE, *(s.id for s in plan.slices))]
+    provider = {u for u in _urns(example) if "pulumi:providers:kubernetes" in u}
+    everything = set().union(*parts)
+    assert everything == _urns(example)
+    for i, part in enumerate(parts):
+        for other in parts[i + 1 :]:
+            assert part & other == provider  # each stack has its own provider, nothing else is shared
+    platform = parts[0] - provider
+    assert all("sandbox-infra:platform:Platform" in u for u in platform)
+    acme = parts[1 + [s.id for s in plan.slices].index(f"client-{ACME_GLOBEX_INITECH[0]}")] - provider
+    assert acme and all(ACME_GLOBEX_INITECH[0] in u for u in acme if "::sandbox-infra:" in u)
+
+
+def test_a_slice_without_clients_is_refused(example_roster: Path) -> None:
+    with pytest.raises(program.ProgramError, match="has no client in the roster"):
+        build_example(example_roster, "client-00000000-0000-4000-8000-000000000000")
 
 
 def test_urn_snapshot(example: Recorder) -> None:
@@ -117,7 +150,7 @@ def test_pods_pass_restricted(example: Recorder) -> None:
 
 def test_quota_is_the_sum_of_tier_budgets(example_roster: Path) -> None:
     roster = load_roster(example_roster, SETTINGS)
-    quotas = program.client_quotas(roster, SETTINGS)
+    quotas = {t.client_id: t.quota for t in build_plan(roster, SETTINGS).tenants()}
     acme = quotas[roster.clients[0].id].hard()
     # standard + premium with GPU + basic (suspended keeps its reservation)
     assert acme == {
@@ -145,10 +178,14 @@ def test_split_budget_is_exact(tier: Tier) -> None:
     assert split.init.requests_cpu <= split.pod.requests_cpu
 
 
-def _program_config(tmp_path: Path, roster_text: str) -> dict[str, str]:
+def _program_config(tmp_path: Path, roster_text: str, slice_id: str = ALL_SLICES) -> dict[str, str]:
     roster = tmp_path / "roster.yaml"
     roster.write_text(roster_text)
-    return {"sandbox-infra:roster": str(roster), "sandbox-infra:geminiApiKey": "sk-test-not-real"}
+    return {
+        "sandbox-infra:roster": str(roster),
+        "sandbox-infra:geminiApiKey": "sk-test-not-real",
+        "sandbox-infra:slice": slice_id,
+    }
 
 
 def test_api_key_stays_secret(tmp_path: Path, example_roster: Path) -> None:

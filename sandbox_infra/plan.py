@@ -1,0 +1,276 @@
+"""The plan: everything the program declares, computed once from a validated roster and the stack settings.
+
+It is plain frozen data made by pure functions, so it is what the components render, what the
+orchestrator compares between two rosters to find the stacks a change touches, and what the unit tests
+read, without Pulumi. Components receive their part of the plan and compute nothing.
+
+One program serves several stacks (*slices*): the ``platform`` slice (the CRD and the platform namespace)
+and one slice per group of clients. A client's group is ``client-<id>`` unless the roster names one
+(``clients[].stack``), which is how thousands of tiny clients share a few stacks instead of each paying
+a stack's fixed cost.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from enum import StrEnum
+from uuid import UUID
+
+from sandbox_infra import naming
+from sandbox_infra.quantity import format_bytes, format_cpu, parse_quantity
+from sandbox_infra.roster import Freelancer, Roster, SandboxEntry, SandboxState
+from sandbox_infra.settings import StackSettings
+from sandbox_infra.tiers import GPU_RESOURCE, TIERS, ZERO, ContainerResources, Resources, Tier, split_budget
+
+PLATFORM_SLICE = "platform"
+"""The slice of the shared, cluster-wide pieces; its stack is named after the environment alone."""
+ALL_SLICES = "all"
+"""The single-stack layout (the platform and every client in one stack), which ``adopt`` splits."""
+
+
+class ApiKeySource(StrEnum):
+    """Which secret setting a client's Gemini API key comes from."""
+
+    CLIENT = "client"
+    """``clientGeminiApiKeys.<client-id>``: the client's own key."""
+    DEFAULT = "default"
+    """``geminiApiKey``: the platform's default key."""
+
+
+@dataclass(frozen=True)
+class VolumePlan:
+    """One PersistentVolumeClaim of a sandbox."""
+
+    name: str
+    size: str
+    storage_class: str
+
+
+@dataclass(frozen=True)
+class SandboxPlan:
+    """One freelancer's sandbox for one client, as it will be declared."""
+
+    freelancer_id: UUID
+    client_id: UUID
+    tier: Tier
+    state: SandboxState
+    resources: ContainerResources
+    """The pod budget, split between its containers."""
+    gpu: bool
+    gemini_cli_image: str
+    """Full, pinned reference of the gemini-cli image (the per-user image when the roster names a tag)."""
+    custom_image_tag: str | None
+    code_server_image: str
+    workspace: VolumePlan
+    home: VolumePlan
+
+    @property
+    def name(self) -> str:
+        """StatefulSet, Service and Sandbox object name."""
+        return naming.sandbox(self.freelancer_id)
+
+    @property
+    def resource_name(self) -> str:
+        """Pulumi logical name of the component (part of every child's URN: never change it)."""
+        return f"sandbox-{self.freelancer_id}-{self.client_id}"
+
+
+@dataclass(frozen=True)
+class QuotaBudget:
+    """What a client's namespace may hold: the sum over its sandboxes."""
+
+    compute: Resources
+    """Sum of the pod budgets of its active and suspended sandboxes."""
+    pvcs: int
+    """Sum of the tiers' PersistentVolumeClaim allowances (archived sandboxes keep their volumes)."""
+    storage: Decimal
+    """Sum of the requested volume sizes, in bytes."""
+
+    def hard(self) -> dict[str, str]:
+        """The ResourceQuota ``spec.hard``. Extended resources only have a requests form."""
+        return {
+            "requests.cpu": format_cpu(self.compute.requests_cpu),
+            "requests.memory": format_bytes(self.compute.requests_memory),
+            "limits.cpu": format_cpu(self.compute.limits_cpu),
+            "limits.memory": format_bytes(self.compute.limits_memory),
+            f"requests.{GPU_RESOURCE}": str(self.compute.gpu),
+            "persistentvolumeclaims": str(self.pvcs),
+            "requests.storage": format_bytes(self.storage) if self.storage else "0",
+        }
+
+
+@dataclass(frozen=True)
+class TenantPlan:
+    """One client's namespace and what bounds and isolates it, with its sandboxes."""
+
+    client_id: UUID
+    client_name: str
+    quota: QuotaBudget
+    api_key: ApiKeySource | None
+    """None when the client has no sandbox (no Secret is declared)."""
+    platform_namespace: str
+    controller_service_account: str
+    pod_security_version: str
+    egress_denied_cidrs: tuple[str, ...]
+    max_volume_size: str
+    sandboxes: tuple[SandboxPlan, ...]
+
+    @property
+    def namespace(self) -> str:
+        return naming.namespace(self.client_id)
+
+    @property
+    def resource_name(self) -> str:
+        """Pulumi logical name of the component (part of every child's URN: never change it)."""
+        return f"client-{self.client_id}"
+
+
+@dataclass(frozen=True)
+class PlatformPlan:
+    """The cluster-wide pieces every tenant relies on."""
+
+    namespace: str
+    pod_security_version: str
+
+
+@dataclass(frozen=True)
+class SlicePlan:
+    """What one client stack declares: a group of clients with their sandboxes."""
+
+    id: str
+    """``client-<id>`` or the roster's ``clients[].stack``; the stack is ``<environment>-<id>``."""
+    tenants: tuple[TenantPlan, ...]
+
+    def sandboxes(self) -> Iterator[SandboxPlan]:
+        for tenant in self.tenants:
+            yield from tenant.sandboxes
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The whole desired state: the platform slice and every client slice, ordered by id."""
+
+    platform: PlatformPlan
+    slices: tuple[SlicePlan, ...]
+
+    def slice(self, slice_id: str) -> SlicePlan | None:
+        return next((s for s in self.slices if s.id == slice_id), None)
+
+    def tenants(self) -> Iterator[TenantPlan]:
+        for group in self.slices:
+            yield from group.tenants
+
+
+def stack_name(environment: str, slice_id: str) -> str:
+    """The Pulumi stack of a slice: the environment's own name for the platform, ``<env>-<slice>`` else."""
+    return environment if slice_id == PLATFORM_SLICE else f"{environment}-{slice_id}"
+
+
+def slice_of(client_id: UUID, stack: str | None) -> str:
+    """The slice a client belongs to: the roster's ``stack`` value, else a slice of its own."""
+    return stack or f"client-{client_id}"
+
+
+def sandbox_budget(entry: SandboxEntry) -> Resources:
+    """The pod budget of a validated sandbox entry: its tier's, or the custom numbers, plus any GPU."""
+    spec = TIERS[entry.tier]
+    gpus = 1 if entry.gpu else 0
+    if spec.budget is not None:
+        b = spec.budget
+        return Resources(b.requests_cpu, b.requests_memory, b.limits_cpu, b.limits_memory, gpus)
+    assert entry.resources is not None  # guaranteed by validation
+    r = entry.resources
+    return Resources(
+        parse_quantity(r.requests.cpu),
+        parse_quantity(r.requests.memory),
+        parse_quantity(r.limits.cpu),
+        parse_quantity(r.limits.memory),
+        r.gpu or gpus,
+    )
+
+
+def gemini_image(freelancer_id: UUID, tag: str | None, settings: StackSettings) -> str:
+    """The per-user image when the roster names a tag (images committed per user), else the base image."""
+    if tag:
+        return f"{settings.user_image_prefix}{freelancer_id}:{tag}"
+    return f"{settings.gemini_cli_image}:{settings.gemini_cli_tag}"
+
+
+def plan_sandbox(freelancer: Freelancer, entry: SandboxEntry, settings: StackSettings) -> SandboxPlan:
+    fid = freelancer.id
+    return SandboxPlan(
+        freelancer_id=fid,
+        client_id=entry.client,
+        tier=entry.tier,
+        state=entry.state,
+        resources=split_budget(sandbox_budget(entry)),
+        gpu=entry.gpu,
+        gemini_cli_image=gemini_image(fid, entry.image, settings),
+        custom_image_tag=entry.image,
+        code_server_image=settings.code_server_image,
+        workspace=VolumePlan(
+            naming.workspace_pvc(fid),
+            entry.storage.workspace or settings.default_workspace_size,
+            settings.workspace_storage_class,
+        ),
+        home=VolumePlan(
+            naming.home_pvc(fid), entry.storage.home or settings.default_home_size, settings.home_storage_class
+        ),
+    )
+
+
+def quota(sandboxes: tuple[SandboxPlan, ...]) -> QuotaBudget:
+    """A namespace's quota: the sum of its sandboxes' budgets, volume allowances and sizes.
+
+    Suspended sandboxes keep their compute reservation (resuming must never fail on quota); archived
+    ones keep only their volumes.
+    """
+    compute, pvcs, storage = ZERO, 0, Decimal(0)
+    for sandbox in sandboxes:
+        if sandbox.state is not SandboxState.ARCHIVED:
+            compute += sandbox.resources.pod
+        pvcs += TIERS[sandbox.tier].pvcs
+        storage += parse_quantity(sandbox.workspace.size) + parse_quantity(sandbox.home.size)
+    return QuotaBudget(compute=compute, pvcs=pvcs, storage=storage)
+
+
+def _api_key(client_id: UUID, has_sandboxes: bool, settings: StackSettings) -> ApiKeySource | None:
+    if not has_sandboxes:
+        return None
+    if str(client_id) in settings.client_api_keys_present:
+        return ApiKeySource.CLIENT
+    return ApiKeySource.DEFAULT if settings.api_key_present else None
+
+
+def build_plan(roster: Roster, settings: StackSettings) -> Plan:
+    """The desired state of every slice. ``roster`` must be valid (``load_roster`` checked it)."""
+    by_client: dict[UUID, list[SandboxPlan]] = defaultdict(list)
+    for freelancer in roster.freelancers:
+        for entry in freelancer.sandboxes:
+            by_client[entry.client].append(plan_sandbox(freelancer, entry, settings))
+    groups: dict[str, list[TenantPlan]] = {}
+    # Canonical order (by id, not by position in the file), so reordering the roster changes no plan.
+    for client in sorted(roster.clients, key=lambda c: str(c.id)):
+        sandboxes = tuple(sorted(by_client[client.id], key=lambda s: str(s.freelancer_id)))
+        tenant = TenantPlan(
+            client_id=client.id,
+            client_name=client.name,
+            quota=quota(sandboxes),
+            api_key=_api_key(client.id, bool(sandboxes), settings),
+            platform_namespace=settings.platform_namespace,
+            controller_service_account=settings.controller_service_account,
+            pod_security_version=settings.pod_security_version,
+            egress_denied_cidrs=settings.egress_denied_cidrs,
+            max_volume_size=settings.max_storage,
+            sandboxes=sandboxes,
+        )
+        groups.setdefault(slice_of(client.id, client.stack), []).append(tenant)
+    return Plan(
+        platform=PlatformPlan(
+            namespace=settings.platform_namespace, pod_security_version=settings.pod_security_version
+        ),
+        slices=tuple(SlicePlan(slice_id, tuple(tenants)) for slice_id, tenants in sorted(groups.items())),
+    )
