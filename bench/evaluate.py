@@ -31,7 +31,11 @@ _ORDER = {"apiextensions.k8s.io/v1:CustomResourceDefinition": 0, "core/v1:Namesp
 
 def evaluate(roster: Path) -> Recorder:
     """Run the program for ``roster`` under mocks; returns what it registered."""
-    config = {"sandbox-infra:roster": str(roster), "sandbox-infra:geminiApiKey": DUMMY_API_KEY}
+    config = {
+        "sandbox-infra:roster": str(roster),
+        "sandbox-infra:geminiApiKey": DUMMY_API_KEY,
+        "sandbox-infra:slice": "all",  # everything the roster declares, as the kubectl comparison needs
+    }
     return run_program(program.main, config=config, secret_keys=["sandbox-infra:geminiApiKey"])
 
 

@@ -80,10 +80,12 @@ class Project:
         return run(["pulumi", *args], env=self.env, cwd=self.dir)
 
     def init_stack(self, stack: str, roster: Path) -> None:
-        """A fresh stack whose roster is ``roster`` (copied into the project) and a dummy API key."""
+        """A fresh single-stack-layout stack (``slice: all``) whose roster is ``roster`` (copied into the
+        project) and a dummy API key: the baseline the split layout (bench/stacks.py) is compared with."""
         self.pulumi("stack", "init", stack, "--secrets-provider", "passphrase")
         self.stacks.append(stack)
         self.set_roster(stack, roster)
+        self.pulumi("config", "set", "--stack", stack, "sandbox-infra:slice", "all")
         self.pulumi("config", "set", "--stack", stack, "--secret", "sandbox-infra:geminiApiKey", DUMMY_API_KEY)
 
     def set_roster(self, stack: str, roster: Path) -> None:

@@ -1,8 +1,10 @@
-"""Command line: ``check`` a roster (what roster pull requests run) and print its JSON ``schema``.
+"""Command line: ``check`` a roster, print its ``schema``, and run an environment's stacks.
 
 ``check`` needs neither Pulumi nor a cluster: it reads the roster and the stack's settings file
 (``Pulumi.<stack>.yaml``, for limits and which secrets are set) and reports every problem, one per line,
-as ``FILE:LINE:COL: PATH: MESSAGE``. Exit status: 0 valid, 1 invalid, 2 usage or settings error.
+as ``FILE:LINE:COL: PATH: MESSAGE``. ``plan`` lists the stacks a change touches; ``preview``, ``up`` and
+``refresh`` run them (see :mod:`sandbox_infra.orchestrator`). Exit status: 0 success, 1 invalid roster
+or a failed stack, 2 usage or settings error.
 """
 
 from __future__ import annotations
@@ -14,10 +16,13 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
+from sandbox_infra.changes import BaseError, ShardError, Touched, load_base, shard, touched
+from sandbox_infra.environment import Environment, load_environment
 from sandbox_infra.offboarding import removals
+from sandbox_infra.plan import PLATFORM_SLICE, Plan
 from sandbox_infra.roster import Roster, SandboxState, load_roster
 from sandbox_infra.schema import roster_schema
-from sandbox_infra.settings import SettingsError, StackSettings, settings_from_stack_file
+from sandbox_infra.settings import CONFIG_NAMESPACE, SettingsError, StackSettings, settings_from_stack_file
 from sandbox_infra.source import InputError, load_yaml
 
 
@@ -80,6 +85,117 @@ def _schema(_: argparse.Namespace) -> int:
     return 0
 
 
+def _stacks(args: argparse.Namespace) -> int:
+    """plan | preview | up | refresh: the stacks a change touches (or all), through the orchestrator."""
+    project_dir = Path(args.project_dir)
+    try:
+        shard([], args.shard)  # a malformed --shard is a usage error, found before anything runs
+        environment = load_environment(args.env, project_dir)
+        base = load_base(environment, args.base) if args.base else None
+    except (SettingsError, BaseError, ShardError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        roster = environment.load_roster()
+    except InputError as exc:
+        for diagnostic in exc.diagnostics:
+            print(diagnostic)
+        print(f"{environment.settings.roster}: {len(exc.diagnostics)} error(s); no stack was run", file=sys.stderr)
+        return 1
+    if base is not None:
+        errors, notes = removals(base.data, base.positions, roster)
+        for diagnostic in notes:
+            print(f"note: {diagnostic}", file=sys.stderr)
+        if errors:
+            for diagnostic in errors:
+                print(diagnostic)
+            print(f"{len(errors)} unsafe change(s) compared with {base.name}; no stack was run", file=sys.stderr)
+            return 1
+    plan = environment.plan(roster)
+    change = touched(
+        base.plan if base else None, plan, everything=base.everything if base else "no --base: every stack"
+    )
+    if args.command == "plan":
+        return _print_plan(environment, plan, change, args)
+    from sandbox_infra.orchestrator import Orchestrator, OrchestratorError, Report  # the engine's client: not for plan
+
+    try:
+        orchestrator = Orchestrator(environment, parallel=args.parallel)
+        runs = orchestrator.select(plan, change, everything=args.all)
+        wanted = set(args.only or [])
+        runs = [r for r in runs if not wanted or r.slice in wanted or r.stack in wanted]
+        chosen = set(shard([r.stack for r in runs], args.shard))
+        runs = [r for r in runs if r.stack in chosen]
+        orphans = orchestrator.orphans(plan)
+        print(
+            f"==> {args.command} of {len(runs)} stack(s) of {environment.name}, {orchestrator.parallel} at a time",
+            file=sys.stderr,
+        )
+        orchestrator.run(args.command, plan, runs, refresh=args.refresh)
+    except OrchestratorError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    report = Report(environment.name, args.command, runs, change.removed, tuple(orphans))
+    print(json.dumps(report.to_json(), indent=2) if args.json else report.table())
+    return 0 if report.ok else 1
+
+
+def _adopt(args: argparse.Namespace) -> int:
+    """Move the single-stack layout (or a regrouped client) into the stacks the plan names, then prove it."""
+    try:
+        environment = load_environment(args.env, Path(args.project_dir), adopting=True)
+        roster = environment.load_roster()
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except InputError as exc:
+        for diagnostic in exc.diagnostics:
+            print(diagnostic)
+        return 1
+    plan = environment.plan(roster)
+    source = args.source or environment.name
+    from sandbox_infra.adoption import AdoptionError
+    from sandbox_infra.orchestrator import Orchestrator, OrchestratorError, Report, format_changes
+
+    try:
+        orchestrator = Orchestrator(environment, parallel=args.parallel)
+        moves = orchestrator.adopt(plan, source)
+        if source == environment.name and environment.settings.slice != PLATFORM_SLICE:
+            orchestrator.workspace.remove_config(source, f"{CONFIG_NAMESPACE}:slice")
+            print(f"==> {environment.settings_file.name}: removed {CONFIG_NAMESPACE}:slice", file=sys.stderr)
+        runs = orchestrator.select(plan, touched(None, plan, everything="adopted"), everything=True)
+        orchestrator.run("preview", plan, runs)
+    except (OrchestratorError, AdoptionError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for run in runs:
+        changed = {op: n for op, n in run.changes.items() if op != "same" and n}
+        if run.status == "ok" and changed:
+            run.status, run.error = "failed", f"after the move the preview still shows {format_changes(changed)}"
+    moved = sum(len(urns) for urns in moves.values())
+    print(f"==> moved {moved} components from {source} into {len(moves)} stack(s)", file=sys.stderr)
+    report = Report(environment.name, "adopt (preview after the move)", runs)
+    print(json.dumps(report.to_json(), indent=2) if args.json else report.table())
+    return 0 if report.ok else 1
+
+
+def _print_plan(environment: Environment, plan: Plan, change: Touched, args: argparse.Namespace) -> int:
+    stacks = {environment.stack(s): why for s, why in change.slices.items()}
+    stacks = {s: stacks[s] for s in shard(list(stacks), args.shard)}
+    if args.json:
+        print(
+            json.dumps({"environment": environment.name, "stacks": stacks, "removed": list(change.removed)}, indent=2)
+        )
+        return 0
+    total = 1 + len(plan.slices)
+    print(f"{environment.name}: {len(stacks)} of {total} stacks touched")
+    for stack, why in stacks.items():
+        print(f"  {stack}: {why}")
+    for slice_id in change.removed:
+        print(f"  {environment.stack(slice_id)}: its clients left the roster; never run (offboard it by hand)")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sandbox_infra", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -96,6 +212,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     check.set_defaults(run=_check)
     schema = commands.add_parser("schema", help="print the roster's JSON Schema")
     schema.set_defaults(run=_schema)
+    adopt = commands.add_parser(
+        "adopt", help="move resources into the stacks the roster says own them (from the single-stack layout)"
+    )
+    adopt.add_argument("--env", default="dev", help="environment: settings in Pulumi.<env>.yaml (default: dev)")
+    adopt.add_argument("--from", dest="source", metavar="STACK", help="stack to move from (default: the env's)")
+    adopt.add_argument("--parallel", type=int, help="stacks previewed at a time (default: cores + 1)")
+    adopt.add_argument("--json", action="store_true", help="print the summary as JSON")
+    adopt.add_argument("--project-dir", default=".", help="directory holding Pulumi.yaml (default: .)")
+    adopt.set_defaults(run=_adopt)
+    for name, summary in (
+        ("plan", "list the stacks a change touches, and why (no engine, no cluster)"),
+        ("preview", "preview the stacks a change touches, with the policy pack"),
+        ("up", "update the stacks a change touches (the platform stack first)"),
+        ("refresh", "refresh the stacks' state from the cluster"),
+    ):
+        sub = commands.add_parser(name, help=summary)
+        sub.add_argument("--env", default="dev", help="environment: settings in Pulumi.<env>.yaml (default: dev)")
+        sub.add_argument("--base", metavar="FILE|REV", help="the roster before the change: a file or a git revision")
+        sub.add_argument("--all", action="store_true", help="every stack, whatever the change touches")
+        sub.add_argument("--only", action="append", metavar="SLICE", help="only this slice or stack (repeatable)")
+        sub.add_argument("--shard", metavar="I/N", help="only the I-th of N equal parts of the stack list (CI matrix)")
+        sub.add_argument("--parallel", type=int, help="stacks at a time (default: cores + 1, within memory)")
+        sub.add_argument("--refresh", action="store_true", help="refresh each stack's state before the operation")
+        sub.add_argument("--json", action="store_true", help="print the summary as JSON")
+        sub.add_argument("--project-dir", default=".", help="directory holding Pulumi.yaml (default: .)")
+        sub.set_defaults(run=_stacks)
     args = parser.parse_args(argv)
     result: int = args.run(args)
     return result

@@ -1,11 +1,12 @@
-"""`pulumi up` of the dev stack with the example roster, on the real local control plane.
+"""The dev environment with the example roster, brought up through the orchestrator on the real cluster.
 
-The dev stack is the one `make up` manages: these tests bring it to the example roster (as `make up`
-does), check what the cluster then holds, and leave it there.
+The dev stacks (the platform stack `dev` and one per client) are the ones `make up` manages: these tests
+bring them to the example roster (as `make up` does), check what the cluster then holds, and leave it there.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,18 +17,14 @@ from tests.integration.engine import REPO, copy_project, kubectl_json, require_t
 
 pytestmark = pytest.mark.integration
 
-UP = [
-    "pulumi",
-    "up",
-    "--stack",
+UP = ["python", "-m", "sandbox_infra", "up", "--env", "dev", "--all"]
+PREVIEW = ["python", "-m", "sandbox_infra", "preview", "--env", "dev", "--all", "--json"]
+STACKS = {
     "dev",
-    "--yes",
-    "--skip-preview",
-    "--policy-pack",
-    "policies/serve",
-    "--color",
-    "never",
-]
+    "dev-client-0b0e5a4e-2f7d-4a53-9d0e-6f1c2b7a9c11",
+    "dev-client-083cfb9d-4274-45dd-b4a8-bb1b0e883cf5",
+    "dev-client-b38cf925-1979-4799-93b8-ea79b0712d0c",
+}
 ACTIVE = 7  # sandboxes in state active in roster.yaml (1 suspended, 1 archived)
 DENNIS = "26d36db5-bedd-4711-bf82-75ae035d432b"
 
@@ -36,8 +33,6 @@ DENNIS = "26d36db5-bedd-4711-bf82-75ae035d432b"
 def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     require_tools()
     path = copy_project(tmp_path_factory.mktemp("project"))
-    if run(["pulumi", "stack", "select", "dev"], cwd=path, check=False).returncode != 0:
-        run(["pulumi", "stack", "init", "dev"], cwd=path)
     # --refresh: the cluster may have been recreated since the state was written.
     run([*UP, "--refresh"], cwd=path)
     yield path
@@ -82,17 +77,26 @@ def test_quota_admits_what_it_was_sized_for(project: Path) -> None:
     assert acme["status"]["used"]["requests.nvidia.com/gpu"] == "1"
 
 
-def test_second_up_changes_nothing(project: Path) -> None:
-    result = run([*UP, "--expect-no-changes"], cwd=project)
-    assert "created" not in result.stdout.split("Resources:")[-1], result.stdout
+def test_every_stack_of_the_split_layout_exists(project: Path) -> None:
+    stacks = json.loads(run(["pulumi", "stack", "ls", "--json"], cwd=project).stdout)
+    assert {s["name"] for s in stacks} >= STACKS
+
+
+def test_second_run_changes_nothing(project: Path) -> None:
+    summary = json.loads(run(PREVIEW, cwd=project).stdout)
+    assert {s["stack"] for s in summary["stacks"]} == STACKS
+    for stack in summary["stacks"]:
+        assert set(stack["changes"]) == {"same"}, stack
 
 
 def test_make_preview_shows_no_change_after_up(project: Path) -> None:
     # What `make preview` runs (the repository's own roster.yaml, which the copy was made from).
     result = run(["bash", "tools/up.sh", "--preview", "dev"], cwd=REPO)
-    summary = result.stdout.split("Resources:")[-1]
     assert "roster.yaml: valid: 3 clients, 8 freelancers, 9 sandboxes" in result.stdout
-    assert "unchanged" in summary and "to create" not in summary and "to update" not in summary, summary
+    lines = [line.split() for line in result.stdout.splitlines() if line.startswith("dev")]
+    assert {line[0] for line in lines} == STACKS
+    for line in lines:
+        assert line[1] == "ok" and line[2:6] == ["0", "0", "0", "0"], line  # create update replace delete
 
 
 def test_removing_a_freelancer_keeps_their_volumes(project: Path) -> None:
@@ -101,6 +105,9 @@ def test_removing_a_freelancer_keeps_their_volumes(project: Path) -> None:
     start, end = original.index(f"  - id: {DENNIS}"), original.index("  - id: 95a68ebd")
     roster.write_text(original[:start] + original[end:])
     try:
+        refused = run([*UP, "--base", str(REPO / "roster.yaml")], cwd=project, check=False)
+        assert refused.returncode == 1, "a roster change that drops an active sandbox must be refused"
+        assert "set `state: archived` first" in refused.stdout
         result = run(UP, cwd=project, check=False)
         assert result.returncode != 0, "removing a sandbox's volumes must not succeed silently"
         assert "protect" in (result.stdout + result.stderr)

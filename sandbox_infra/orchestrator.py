@@ -1,0 +1,418 @@
+"""Runs an environment's stacks through Pulumi's Automation API: the ones a change touches, or all of them.
+
+One command previews, updates or refreshes the platform stack (``<env>``) and the client stacks
+(``<env>-<slice>``): it works out which stacks to run (:mod:`sandbox_infra.changes`), creates the ones
+that do not exist yet with their generated config, runs them a few at a time (an update runs the platform
+stack first: the CRD and the platform namespace must exist before any tenant), prints progress per stack
+and one summary, and fails, naming the stacks, when any of them failed. A stack whose clients left the
+roster is never run (it would delete their namespaces); it is listed for a person to offboard.
+
+The engine runs with the settings the benchmark showed matter: per-step checkpoints off for previews
+(they write no state), the kubernetes provider's client rate limit raised, and the ResourceQuota update
+race of the API server (kubernetes/kubernetes#67761) retried.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any, TextIO
+
+from pulumi import automation as auto
+
+from sandbox_infra.adoption import SANDBOX_TYPE, TENANT_TYPE, planned_moves
+from sandbox_infra.changes import Touched
+from sandbox_infra.environment import Environment
+from sandbox_infra.plan import PLATFORM_SLICE, Plan
+
+OPERATIONS = ("preview", "up", "refresh")
+POLICY_PACK = "policies/serve"
+QUOTA_RACE = "Operation cannot be fulfilled on resourcequotas"
+QUOTA_RACE_RETRIES = 2
+# What one stack's run holds in memory at most (engine, program, provider, policy pack; bench/RESULTS.md).
+STACK_MEMORY = 700 * 2**20
+ENGINE_ENV = {
+    "PULUMI_SKIP_UPDATE_CHECK": "true",
+    "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
+    # The kubernetes provider's client-side rate limit; the API server has its own (max-requests-inflight).
+    "PULUMI_K8S_CLIENT_QPS": "100",
+    "PULUMI_K8S_CLIENT_BURST": "200",
+}
+PREVIEW_ENV = {"PULUMI_SKIP_CHECKPOINTS": "true"}
+
+
+class OrchestratorError(RuntimeError):
+    """A problem that stops the command before any stack runs (a message for a person, no traceback)."""
+
+
+@dataclass
+class StackRun:
+    """One stack's part of a command, and how it went."""
+
+    stack: str
+    slice: str
+    reason: str
+    status: str = "pending"
+    """pending, ok, failed or skipped."""
+    created: bool = False
+    """The stack did not exist and this command created it."""
+    changes: dict[str, int] = field(default_factory=dict)
+    """Operation -> count, as the engine summarizes it (create, update, delete, replace, same, ...)."""
+    policy_violations: list[str] = field(default_factory=list)
+    error: str | None = None
+    attempts: int = 0
+    seconds: float = 0.0
+    steps: int = 0
+    """Resource steps seen so far (for progress)."""
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        del data["steps"]
+        return data
+
+
+def default_parallelism(available_memory: int | None = None, cpus: int | None = None) -> int:
+    """How many stacks to run at once: one more than the cores (runs wait on the API server and on each
+    other's RPCs), and never more than the memory holds."""
+    cpus = cpus or os.cpu_count() or 1
+    if available_memory is None:
+        available_memory = _available_memory()
+    by_memory = max(1, available_memory // STACK_MEMORY) if available_memory else cpus + 1
+    return max(1, min(cpus + 1, by_memory))
+
+
+def _available_memory() -> int | None:
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def select_runs(
+    environment: Environment, plan: Plan, touched: Touched, known: set[str], *, everything: bool
+) -> list[StackRun]:
+    """The runs of a command: the touched slices (all with ``everything``), plus every slice whose stack
+    does not exist yet (``known`` lists those that do); the platform stack first."""
+    slices = [PLATFORM_SLICE, *(s.id for s in plan.slices)]
+    selected: list[StackRun] = []
+    for slice_id in slices:
+        run = StackRun(environment.stack(slice_id), slice_id, touched.slices.get(slice_id, ""))
+        if run.stack not in known:
+            run.reason = run.reason or "stack does not exist yet"
+        elif everything:
+            run.reason = run.reason or "--all"
+        if run.reason:
+            selected.append(run)
+    return selected
+
+
+def orphan_stacks(environment: Environment, plan: Plan, known: set[str]) -> list[str]:
+    """Existing client stacks of this environment that no slice of the plan owns (never run)."""
+    prefix = f"{environment.name}-"
+    wanted = {environment.stack(s.id) for s in plan.slices}
+    return sorted(s for s in known if s.startswith(prefix) and s not in wanted)
+
+
+class _Workspace(auto.LocalWorkspace):
+    """A LocalWorkspace that never *selects* a stack: every operation names its stack with ``--stack``, and
+    ``pulumi stack select`` would rewrite state shared by the stacks running in parallel (and cost a
+    CLI start per stack). Existence is checked against one listing instead."""
+
+    known: set[str]
+
+    def select_stack(self, stack_name: str) -> None:
+        if stack_name not in self.known:
+            raise auto.StackNotFoundError(auto.CommandResult("", f"no stack named '{stack_name}' found", 1))
+
+
+class Orchestrator:
+    """Runs the stacks of one environment; ``out`` receives progress lines."""
+
+    def __init__(
+        self,
+        environment: Environment,
+        *,
+        parallel: int | None = None,
+        out: TextIO = sys.stderr,
+        progress_every: float = 10.0,
+        environ: Mapping[str, str] = os.environ,
+    ) -> None:
+        self.environment = environment
+        self.parallel = parallel or default_parallelism()
+        self.out = out
+        self.progress_every = progress_every
+        self._lock = threading.Lock()
+        self._env = {**ENGINE_ENV, **{k: v for k, v in environ.items() if k.startswith("PULUMI_K8S_")}}
+        self.workspace = _Workspace(work_dir=str(environment.project_dir), env_vars=dict(self._env))
+        self.workspace.known = {s.name for s in self.workspace.list_stacks()}
+
+    def select(self, plan: Plan, touched: Touched, *, everything: bool) -> list[StackRun]:
+        return select_runs(self.environment, plan, touched, self.workspace.known, everything=everything)
+
+    def orphans(self, plan: Plan) -> list[str]:
+        return orphan_stacks(self.environment, plan, self.workspace.known)
+
+    # ---- adoption --------------------------------------------------------------------------------------
+
+    def adopt(self, plan: Plan, source: str) -> dict[str, list[str]]:
+        """Move every client component out of ``source`` into its slice's stack (creating the stacks);
+        returns destination stack -> moved URNs. Raises :class:`AdoptionError` before moving anything when
+        ``source`` holds a client that is not in the roster."""
+        if source not in self.workspace.known:
+            raise OrchestratorError(f"no stack named {source} in {self.environment.project_dir}'s backend")
+        exported = self._pulumi(["stack", "export", "--stack", source])  # secrets stay encrypted
+        resources = (json.loads(exported).get("deployment") or {}).get("resources") or []
+        moves = planned_moves(self.environment, plan, source, resources)
+        owners = {self.environment.stack(s.id): s.id for s in plan.slices}
+        self._prepare(plan, [StackRun(stack, owners[stack], "adopt") for stack in moves])
+        for stack, urns in moves.items():
+            self._say(f"moving {len(urns)} components (and their children) from {source} to {stack}")
+            self._pulumi(["state", "move", "--source", source, "--dest", stack, "--yes", *urns])
+        return moves
+
+    def _refuse_unadopted(self, runs: Iterable[StackRun]) -> None:
+        """An update of a platform stack that still holds the clients of the single-stack layout would
+        delete their compute: stop, and say how to adopt them first."""
+        for run in runs:
+            if run.slice != PLATFORM_SLICE or run.stack not in self.workspace.known:
+                continue
+            exported = json.loads(self._pulumi(["stack", "export", "--stack", run.stack]))
+            types = {r.get("type") for r in (exported.get("deployment") or {}).get("resources") or []}
+            if types & {TENANT_TYPE, SANDBOX_TYPE}:
+                raise OrchestratorError(
+                    f"stack {run.stack} still holds client resources (the single-stack layout): move them into "
+                    f"their own stacks first with `python -m sandbox_infra adopt --env {self.environment.name}`"
+                )
+
+    def _pulumi(self, args: list[str]) -> str:
+        try:
+            result = self.workspace.pulumi_command.run(
+                [*args, "--color", "never"], self.workspace.work_dir, self.workspace.env_vars
+            )
+        except auto.CommandError as exc:
+            raise OrchestratorError(f"pulumi {' '.join(args[:2])} failed: {exc}") from exc
+        return result.stdout
+
+    # ---- running ---------------------------------------------------------------------------------------
+
+    def run(self, operation: str, plan: Plan, runs: list[StackRun], *, refresh: bool = False) -> list[StackRun]:
+        """Run ``operation`` on every stack in ``runs``; returns them with their outcome."""
+        if operation not in OPERATIONS:
+            raise OrchestratorError(f"unknown operation {operation!r} (expected one of {', '.join(OPERATIONS)})")
+        if operation == "up":
+            self._refuse_unadopted(runs)
+        self._prepare(plan, runs)
+        # A preview writes no state, so the engine's per-step checkpoints (quadratic in the stack's size) go.
+        self.workspace.env_vars = {**self._env, **(PREVIEW_ENV if operation == "preview" else {})}
+        platform = [r for r in runs if r.slice == PLATFORM_SLICE]
+        clients = [r for r in runs if r.slice != PLATFORM_SLICE]
+        started = time.monotonic()
+        stop = threading.Event()
+        ticker = threading.Thread(target=self._progress, args=(runs, started, stop), daemon=True)
+        ticker.start()
+        try:
+            if operation == "preview":
+                self._run_all(operation, [*platform, *clients], refresh)
+            else:
+                self._run_all(operation, platform, refresh)
+                if any(r.status == "failed" for r in platform):
+                    for r in clients:
+                        r.status, r.error = "skipped", f"the platform stack {platform[0].stack} failed"
+                else:
+                    self._run_all(operation, clients, refresh)
+        finally:
+            stop.set()
+            ticker.join()
+        return runs
+
+    def _prepare(self, plan: Plan, runs: Iterable[StackRun]) -> None:
+        """Write the generated config of every client stack, and create the stacks that do not exist."""
+        for run in runs:
+            if run.slice != PLATFORM_SLICE:
+                group = plan.slice(run.slice)
+                assert group is not None
+                self.environment.write_stack_file(group)
+            if run.stack not in self.workspace.known:
+                self._say(f"creating stack {run.stack}")
+                self.workspace.create_stack(run.stack)
+                self.workspace.known.add(run.stack)
+                run.created = True
+                if run.slice != PLATFORM_SLICE:
+                    # `stack init` may have written its own encryption salt: the environment's is the one
+                    # whose secrets the file carries.
+                    group = plan.slice(run.slice)
+                    assert group is not None
+                    self.environment.write_stack_file(group)
+
+    def _run_all(self, operation: str, runs: list[StackRun], refresh: bool) -> None:
+        if not runs:
+            return
+        with ThreadPoolExecutor(max_workers=min(self.parallel, len(runs))) as pool:
+            for _ in pool.map(lambda r: self._run_one(operation, r, refresh), runs):
+                pass
+
+    def _run_one(self, operation: str, run: StackRun, refresh: bool) -> None:
+        stack = auto.Stack.select(run.stack, self.workspace)
+        self._say(f"{run.stack}: {operation} ({run.reason})")
+        started = time.monotonic()
+        output: list[str] = []
+        violations: list[str] = []
+        errors: list[str] = []
+
+        def on_event(event: auto.EngineEvent) -> None:
+            if event.resource_pre_event is not None or event.res_outputs_event is not None:
+                run.steps += 1
+            if event.policy_event is not None:
+                p = event.policy_event
+                violations.append(f"[{p.enforcement_level}] {p.policy_name}: {p.message.strip()} ({p.resource_urn})")
+            if event.diagnostic_event is not None and event.diagnostic_event.severity == "error":
+                errors.append(_strip_ansi(event.diagnostic_event.message).strip())
+
+        while True:
+            run.attempts += 1
+            output.clear()
+            violations.clear()
+            errors.clear()
+            try:
+                run.changes = self._operation(stack, operation, refresh, output.append, on_event)
+                run.status = "ok"
+                run.error = None
+            except auto.CommandError as exc:
+                run.status = "failed"
+                run.error = _first_error(errors, output, str(exc))
+            if (
+                run.status == "failed"
+                and operation == "up"
+                and run.attempts <= QUOTA_RACE_RETRIES
+                and any(QUOTA_RACE in line for line in [*errors, *output])
+            ):
+                self._say(f"{run.stack}: hit the ResourceQuota update race (kubernetes/kubernetes#67761); again")
+                continue
+            break
+        run.policy_violations = list(dict.fromkeys(violations))
+        run.seconds = round(time.monotonic() - started, 1)
+        self._say(f"{run.stack}: {operation} {run.status} in {run.seconds:.1f}s: {format_changes(run.changes)}")
+        if run.status == "failed":
+            self._say(f"{run.stack}: {run.error}")
+
+    def _operation(
+        self,
+        stack: auto.Stack,
+        operation: str,
+        refresh: bool,
+        on_output: Callable[[str], None],
+        on_event: Callable[[auto.EngineEvent], None],
+    ) -> dict[str, int]:
+        common: dict[str, Any] = {"on_output": on_output, "on_event": on_event, "color": "never"}
+        if operation == "preview":
+            result = stack.preview(policy_packs=[POLICY_PACK], refresh=refresh or None, **common)
+            return _counts(result.change_summary)
+        if operation == "up":
+            up = stack.up(policy_packs=[POLICY_PACK], refresh=refresh or None, continue_on_error=True, **common)
+            return _counts(up.summary.resource_changes)
+        refreshed = stack.refresh(**common)
+        return _counts(refreshed.summary.resource_changes)
+
+    # ---- output ----------------------------------------------------------------------------------------
+
+    def _say(self, line: str) -> None:
+        with self._lock:
+            print(f"==> {line}", file=self.out, flush=True)
+
+    def _progress(self, runs: list[StackRun], started: float, stop: threading.Event) -> None:
+        while not stop.wait(self.progress_every):
+            running = [r for r in runs if r.status == "pending" and r.attempts]
+            done = sum(1 for r in runs if r.status != "pending")
+            detail = ", ".join(f"{r.stack} ({r.steps} steps)" for r in running[:4])
+            more = f" and {len(running) - 4} more" if len(running) > 4 else ""
+            self._say(f"{time.monotonic() - started:.0f}s: {done}/{len(runs)} stacks done; running {detail}{more}")
+
+
+def format_changes(changes: Mapping[str, int]) -> str:
+    """``create 3, update 1, same 40`` in a fixed order; ``no changes`` when nothing but ``same``."""
+    order = ("create", "update", "replace", "delete", "same", "refresh", "read")
+    keys = sorted(changes, key=lambda k: (order.index(k) if k in order else len(order), k))
+    parts = [f"{k} {changes[k]}" for k in keys if changes[k]]
+    return ", ".join(parts) or "nothing"
+
+
+def _counts(changes: Mapping[Any, int] | None) -> dict[str, int]:
+    """The engine's change counts keyed by plain operation names (the SDK gives enum members or strings)."""
+    return {str(getattr(op, "value", op)): n for op, n in (changes or {}).items()}
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _strip_ansi(text: str) -> str:
+    return _ANSI.sub("", text)
+
+
+def _first_error(errors: list[str], output: list[str], fallback: str) -> str:
+    """The engine's own error lines when it reported any, else the tail of the command's output."""
+    lines = [e for e in errors if e] or [_strip_ansi(line).rstrip() for line in output[-15:] if line.strip()]
+    text = "\n".join(lines) if lines else fallback.strip().splitlines()[-1] if fallback.strip() else "failed"
+    return text[:4000]
+
+
+@dataclass(frozen=True)
+class Report:
+    """The one summary of a command: each stack's outcome, and the stacks left for a person."""
+
+    environment: str
+    operation: str
+    runs: Sequence[StackRun]
+    removed: tuple[str, ...] = ()
+    """Slices the base had and the roster lacks: never run."""
+    orphans: tuple[str, ...] = ()
+    """Existing client stacks that no slice of the roster owns: never run."""
+
+    @property
+    def ok(self) -> bool:
+        return all(r.status == "ok" for r in self.runs)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "environment": self.environment,
+            "operation": self.operation,
+            "ok": self.ok,
+            "stacks": [r.to_json() for r in self.runs],
+            "removed": list(self.removed),
+            "orphans": list(self.orphans),
+        }
+
+    def table(self) -> str:
+        """A fixed-width table a person reads in CI logs: one line a stack, then what needs attention."""
+        columns = ("create", "update", "replace", "delete", "same")
+        width = max([len("stack"), *(len(r.stack) for r in self.runs)])
+        lines = [
+            f"{self.operation} of environment {self.environment}: "
+            f"{sum(r.status == 'ok' for r in self.runs)} of {len(self.runs)} stacks ok",
+            f"{'stack':<{width}}  {'result':<7} " + " ".join(f"{c:>7}" for c in columns) + "  policy    time",
+        ]
+        for r in self.runs:
+            counts = " ".join(f"{r.changes.get(c, 0):>7}" for c in columns)
+            lines.append(
+                f"{r.stack:<{width}}  {r.status:<7} {counts}  {len(r.policy_violations):>6} {r.seconds:>6.1f}s"
+            )
+        for r in self.runs:
+            for violation in r.policy_violations:
+                lines.append(f"policy violation in {r.stack}: {violation}")
+            if r.status != "ok":
+                lines.append(f"{r.status}: {r.stack}: {r.error}")
+        for stack in self.orphans:
+            lines.append(f"not run: {stack} belongs to no client in the roster (offboard it: see docs)")
+        for slice_id in self.removed:
+            lines.append(f"not run: slice {slice_id} left the roster in this change")
+        return "\n".join(lines)

@@ -1,0 +1,122 @@
+"""The orchestrator's own logic, without the engine: which runs, how many at once, shards, the summary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sandbox_infra.changes import ShardError, Touched, shard
+from sandbox_infra.environment import Environment, load_environment
+from sandbox_infra.orchestrator import (
+    STACK_MEMORY,
+    Report,
+    StackRun,
+    default_parallelism,
+    format_changes,
+    orphan_stacks,
+    select_runs,
+)
+from sandbox_infra.plan import PLATFORM_SLICE, Plan
+from tests.unit.test_changes import ACME, ENV_FILE, GLOBEX, INITECH
+
+
+@pytest.fixture
+def environment(tmp_path: Path, example_roster: Path) -> Environment:
+    (tmp_path / "Pulumi.dev.yaml").write_text(ENV_FILE)
+    (tmp_path / "roster.yaml").write_text(example_roster.read_text())
+    return load_environment("dev", tmp_path)
+
+
+@pytest.fixture
+def plan(environment: Environment) -> Plan:
+    return environment.plan(environment.load_roster())
+
+
+ALL_STACKS = {"dev", f"dev-client-{ACME}", f"dev-client-{GLOBEX}", f"dev-client-{INITECH}"}
+
+
+def test_only_touched_stacks_run_when_all_exist(environment: Environment, plan: Plan) -> None:
+    runs = select_runs(environment, plan, Touched({f"client-{GLOBEX}": "sandbox added"}), ALL_STACKS, everything=False)
+    assert [(r.stack, r.reason) for r in runs] == [(f"dev-client-{GLOBEX}", "sandbox added")]
+
+
+def test_missing_stacks_always_run_and_the_platform_comes_first(environment: Environment, plan: Plan) -> None:
+    runs = select_runs(environment, plan, Touched({}), {f"dev-client-{ACME}"}, everything=False)
+    assert runs[0].slice == PLATFORM_SLICE
+    assert {r.stack for r in runs} == ALL_STACKS - {f"dev-client-{ACME}"}
+    assert {r.reason for r in runs} == {"stack does not exist yet"}
+
+
+def test_all_runs_everything(environment: Environment, plan: Plan) -> None:
+    runs = select_runs(environment, plan, Touched({}), ALL_STACKS, everything=True)
+    assert {r.stack for r in runs} == ALL_STACKS and {r.reason for r in runs} == {"--all"}
+
+
+def test_orphaned_stacks_are_listed(environment: Environment, plan: Plan) -> None:
+    known = {*ALL_STACKS, "dev-client-00000000-0000-4000-8000-000000000000", "prod-small", "dev"}
+    assert orphan_stacks(environment, plan, known) == ["dev-client-00000000-0000-4000-8000-000000000000"]
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        (None, ["e", "d", "c", "b", "a"]),
+        ("1/1", ["a", "b", "c", "d", "e"]),
+        ("1/2", ["a", "c", "e"]),
+        ("2/2", ["b", "d"]),
+        ("3/3", ["c"]),
+    ],
+)
+def test_shards_split_the_sorted_list(spec: str | None, expected: list[str]) -> None:
+    assert shard(["e", "d", "c", "b", "a"], spec) == expected
+
+
+def test_shards_cover_every_stack_exactly_once() -> None:
+    stacks = [f"dev-client-{i:03}" for i in range(101)]
+    parts = [shard(stacks, f"{i}/7") for i in range(1, 8)]
+    assert sorted(s for part in parts for s in part) == sorted(stacks)
+
+
+@pytest.mark.parametrize("spec", ["0/2", "3/2", "1", "a/b", "1/0"])
+def test_bad_shards_are_refused(spec: str) -> None:
+    with pytest.raises(ShardError, match="expected I/N"):
+        shard(["a"], spec)
+
+
+@pytest.mark.parametrize(
+    ("memory", "cpus", "expected"),
+    [(24 * 2**30, 2, 3), (24 * 2**30, 16, 17), (STACK_MEMORY * 2, 16, 2), (STACK_MEMORY // 2, 4, 1)],
+)
+def test_parallelism_fits_cores_and_memory(memory: int, cpus: int, expected: int) -> None:
+    assert default_parallelism(memory, cpus) == expected
+
+
+def test_changes_are_listed_in_a_fixed_order() -> None:
+    assert format_changes({"same": 40, "create": 3, "update": 1, "delete": 0}) == "create 3, update 1, same 40"
+    assert format_changes({}) == "nothing"
+
+
+def test_the_summary_names_failed_stacks_and_violations() -> None:
+    ok = StackRun("dev", PLATFORM_SLICE, "--all", status="ok", changes={"same": 3}, seconds=4.2)
+    failed = StackRun(
+        f"dev-client-{ACME}",
+        f"client-{ACME}",
+        "sandbox added",
+        status="failed",
+        changes={"create": 2},
+        policy_violations=["[mandatory] pinned-images: image ':latest' is not pinned (urn:x)"],
+        error="kubernetes:apps/v1:StatefulSet: refused",
+    )
+    report = Report("dev", "preview", [ok, failed], orphans=("dev-client-gone",))
+    assert not report.ok
+    table = report.table().splitlines()
+    assert table[0] == "preview of environment dev: 1 of 2 stacks ok"
+    assert table[2].split() == ["dev", "ok", "0", "0", "0", "0", "3", "0", "4.2s"]
+    assert table[3].split()[:3] == [f"dev-client-{ACME}", "failed", "2"]
+    assert f"policy violation in dev-client-{ACME}: [mandatory] pinned-images" in report.table()
+    assert f"failed: dev-client-{ACME}: kubernetes:apps/v1:StatefulSet: refused" in report.table()
+    assert "not run: dev-client-gone belongs to no client in the roster" in report.table()
+    data = report.to_json()
+    assert data["ok"] is False and [s["status"] for s in data["stacks"]] == ["ok", "failed"]
+    assert "steps" not in data["stacks"][0]
