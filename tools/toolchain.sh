@@ -4,7 +4,8 @@
 #   - the Pulumi CLI and the Python language host, from the Go module proxy (wrapper modules in tools/go/);
 #   - the kubernetes resource plugin, built from its provider module and installed into PULUMI_HOME.
 # Idempotent: with nothing changed a second run only checks markers and takes seconds.
-# Usage: tools/toolchain.sh [bin-dir]   (bin-dir: print the directory holding `pulumi` and exit)
+# Usage: tools/toolchain.sh [bin-dir|venv]   (bin-dir: print the directory holding `pulumi` and exit;
+#        venv: only the Python virtualenv, seconds to a minute: all that check, lint and unit tests need)
 source "$(dirname "$0")/lib.sh"
 
 pulumi_key="$(content_key "$TOOLS_DIR/versions.env" \
@@ -80,6 +81,7 @@ install_plugin() { # install_plugin NAME VERSION BINARY
 
 main() {
   local start=$SECONDS
+  if [[ "${1:-}" == "venv" ]]; then ensure_venv; return; fi
   command -v go >/dev/null || die "go is not installed; install Go >= 1.26 (see README)"
   mkdir -p "$PULUMI_HOME" "$SANDBOX_INFRA_CACHE/state"
   ensure_venv
