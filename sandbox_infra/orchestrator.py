@@ -154,7 +154,14 @@ class Orchestrator:
         self.progress_every = progress_every
         self._lock = threading.Lock()
         self._env = {**ENGINE_ENV, **{k: v for k, v in environ.items() if k.startswith("PULUMI_K8S_")}}
-        self.workspace = _Workspace(work_dir=str(environment.project_dir), env_vars=dict(self._env))
+        # Client stacks are created with the environment's secrets provider (absent: the passphrase), whose
+        # key their copied ciphertexts need.
+        provider = environment.document.get("secretsprovider")
+        self.workspace = _Workspace(
+            work_dir=str(environment.project_dir),
+            env_vars=dict(self._env),
+            secrets_provider=str(provider) if provider else None,
+        )
         self.workspace.known = {s.name for s in self.workspace.list_stacks()}
 
     def select(self, plan: Plan, touched: Touched, *, everything: bool) -> list[StackRun]:

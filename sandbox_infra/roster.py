@@ -32,7 +32,7 @@ _STACK_GROUP = r"^[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?$"
 
 
 class SandboxState(StrEnum):
-    """Lifecycle of a sandbox. Only ``archived`` sandboxes may later be released (see README)."""
+    """Lifecycle of a sandbox. Only ``archived`` sandboxes may later be released (docs/offboarding.md)."""
 
     ACTIVE = "active"
     """Running: one pod, volumes mounted."""

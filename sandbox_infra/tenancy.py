@@ -54,7 +54,7 @@ class ClientTenant(pulumi.ComponentResource):
                 "annotations": {"platform.com/client-name": plan.client_name},
             },
             # Deleting a namespace deletes every volume in it, whatever the PVCs' own options say:
-            # offboarding a client is an explicit multi-step change (README, "Offboarding").
+            # offboarding a client is an explicit multi-step change (docs/offboarding.md).
             opts=pulumi.ResourceOptions(parent=self, protect=True, retain_on_delete=True),
         )
         in_ns = pulumi.ResourceOptions(parent=self, depends_on=[ns])

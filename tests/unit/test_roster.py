@@ -281,8 +281,8 @@ def test_removing_an_active_sandbox_is_refused(tmp_path: Path, repo: Path, capsy
     assert code == 1
     assert out == [
         f"{repo / 'roster.yaml'}:57:9: freelancers[6].sandboxes[0]: active sandbox of 26d36db5-bedd-4711-bf82-75ae035d432b "
-        "for b38cf925-1979-4799-93b8-ea79b0712d0c was removed: set `state: archived` first and `pulumi up`; "
-        "volumes are only released deliberately (README, Offboarding)"
+        "for b38cf925-1979-4799-93b8-ea79b0712d0c was removed: set `state: archived` first and update; "
+        "volumes are only released deliberately (docs/offboarding.md)"
     ]
 
 
@@ -305,6 +305,37 @@ def test_removing_a_client_is_refused(tmp_path: Path, repo: Path, capsys: pytest
     out = capsys.readouterr().out
     assert code == 1
     assert "clients[2]: client b38cf925-1979-4799-93b8-ea79b0712d0c was removed: deleting its namespace" in out
+
+
+def test_moving_a_client_to_another_stack_group_is_refused(
+    tmp_path: Path, repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    new = tmp_path / "roster.yaml"
+    new.write_text(
+        (repo / "roster.yaml").read_text().replace("    name: Globex\n", "    name: Globex\n    stack: small\n")
+    )
+    code = main(["check", str(new), "--project-dir", str(repo), "--previous", str(repo / "roster.yaml")])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "clients[1]: client 083cfb9d-4274-45dd-b4a8-bb1b0e883cf5 moves from stack group of its own to small" in out
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("Small", "'Small' is not a stack group (lowercase letters, digits and '-', at most 40 characters)"),
+        ("client-x", "stack group 'client-x' may not start with 'client-' (reserved)"),
+        ("a" * 41, "is not a stack group"),
+    ],
+)
+def test_stack_groups_are_checked(tmp_path: Path, capsys: pytest.CaptureFixture[str], value: str, message: str) -> None:
+    (tmp_path / "roster.yaml").write_text(
+        f"version: 1\nclients:\n  - id: {ACME}\n    name: Acme\n    stack: {value}\nfreelancers: []\n"
+    )
+    code = main(["check", str(tmp_path / "roster.yaml"), "--project-dir", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert message in out and ":5:12: clients[0].stack: " in out
 
 
 def test_custom_gpu_count_needs_gpu_true(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
