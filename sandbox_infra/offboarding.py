@@ -19,9 +19,7 @@ from __future__ import annotations
 from sandbox_infra.roster import Roster
 from sandbox_infra.source import Diagnostic, Positions
 
-ARCHIVE_FIRST = (
-    "set `state: archived` first and update; volumes are only released deliberately (docs/offboarding.md)"
-)
+ARCHIVE_FIRST = "set `state: archived` first and update; volumes are only released deliberately (docs/offboarding.md)"
 
 
 def _entries(data: object) -> tuple[dict[str, tuple[int, str | None]], dict[tuple[str, str], tuple[int, int, str]]]:
