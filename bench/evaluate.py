@@ -17,14 +17,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pulumi
 import yaml
+from pulumi.runtime import rpc
 
 from sandbox_infra import program
-from tests.unit.mocks import Recorder, resolve, run_program
+from tests.unit.mocks import Recorder, run_program
 
 DUMMY_API_KEY = "bench-not-a-real-key"
 K8S_PREFIX = "kubernetes:"
+SECRET_SIG = rpc._special_sig_key
 # kubectl applies in file order: the CRD and namespaces must exist before what lives in them.
 _ORDER = {"apiextensions.k8s.io/v1:CustomResourceDefinition": 0, "core/v1:Namespace": 1}
 
@@ -39,20 +40,28 @@ def evaluate(roster: Path) -> Recorder:
     return run_program(program.main, config=config, secret_keys=["sandbox-infra:geminiApiKey"])
 
 
-def _camel(key: str) -> str:
-    head, *rest = key.split("_")
-    return head + "".join(word[:1].upper() + word[1:] for word in rest)
+def _plain(value: Any) -> Any:
+    """A wire value as kubectl takes it: secrets unwrapped, whole numbers as integers (the wire has floats)."""
+    if isinstance(value, dict):
+        if value.get(SECRET_SIG) == rpc._special_secret_sig:
+            return _plain(value["value"])
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
 
 
 def manifests(recorder: Recorder) -> list[dict[str, Any]]:
-    """Every Kubernetes resource's inputs as a manifest, CRD first, then namespaces, then the rest."""
+    """Every Kubernetes resource's inputs as the engine receives them (camelCase, as the API server takes
+    them), as a manifest: CRD first, then namespaces, then the rest."""
     objects: list[tuple[int, dict[str, Any]]] = []
-    for registered in recorder.resources:
-        if not registered.type.startswith(K8S_PREFIX) or registered.type == "pulumi:providers:kubernetes":
+    for (type_, _), wire in recorder.wire.items():
+        if not type_.startswith(K8S_PREFIX) or type_ == "pulumi:providers:kubernetes":
             continue
-        props = resolve(pulumi.Output.from_input(registered.props))
-        manifest = {_camel(k): v for k, v in props.items() if v is not None}
-        token = registered.type.removeprefix(K8S_PREFIX)
+        manifest = {k: v for k, v in _plain(wire).items() if v is not None}
+        token = type_.removeprefix(K8S_PREFIX)
         objects.append((_ORDER.get(token, 2), manifest))
     objects.sort(key=lambda item: item[0])
     return [m for _, m in objects]

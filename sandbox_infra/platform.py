@@ -8,7 +8,6 @@ field (active / suspended / archived), a status subresource the operator writes,
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -34,9 +33,28 @@ def pod_security_labels(level: str, version: str) -> dict[str, str]:
     return labels
 
 
-def _sandbox_schema() -> dict[str, Any]:
-    quantity = {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$"}
-    uuid = {"type": "string", "format": "uuid"}
+def _sandbox_schema() -> k8s.apiextensions.v1.JSONSchemaPropsArgsDict:
+    """The Sandbox object's OpenAPI schema, typed as JSONSchemaProps so every schema keyword is checked.
+
+    The schema's *keywords* (``type``, ``properties``, ``required``...) are typed; the property *names* under
+    ``properties`` are map keys, the Sandbox's own camelCase fields, which the SDK passes through as written.
+    """
+    quantity: k8s.apiextensions.v1.JSONSchemaPropsArgsDict = {
+        "type": "string",
+        "pattern": r"^[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$",
+    }
+    uuid: k8s.apiextensions.v1.JSONSchemaPropsArgsDict = {"type": "string", "format": "uuid"}
+    condition: k8s.apiextensions.v1.JSONSchemaPropsArgsDict = {
+        "type": "object",
+        "required": ["type", "status"],
+        "properties": {
+            "type": {"type": "string"},
+            "status": {"type": "string", "enum": ["True", "False", "Unknown"]},
+            "reason": {"type": "string"},
+            "message": {"type": "string"},
+            "lastTransitionTime": {"type": "string", "format": "date-time"},
+        },
+    }
     return {
         "type": "object",
         "properties": {
@@ -62,23 +80,44 @@ def _sandbox_schema() -> dict[str, Any]:
                     "phase": {"type": "string", "enum": ["Pending", "Running", "Suspended", "Archived", "Failed"]},
                     "podName": {"type": "string"},
                     "observedGeneration": {"type": "integer", "format": "int64"},
-                    "conditions": {
-                        "type": "array",
-                        "items": {
-                            "type": "object",
-                            "required": ["type", "status"],
-                            "properties": {
-                                "type": {"type": "string"},
-                                "status": {"type": "string", "enum": ["True", "False", "Unknown"]},
-                                "reason": {"type": "string"},
-                                "message": {"type": "string"},
-                                "lastTransitionTime": {"type": "string", "format": "date-time"},
-                            },
-                        },
-                    },
+                    "conditions": {"type": "array", "items": condition},
                 },
             },
         },
+    }
+
+
+def _sandbox_crd_spec() -> k8s.apiextensions.v1.CustomResourceDefinitionSpecArgsDict:
+    """The ``sandboxes.platform.com`` CRD: one served and stored version, a status subresource the operator
+    writes, and the printer columns ``kubectl get sandboxes`` shows."""
+    columns: list[k8s.apiextensions.v1.CustomResourceColumnDefinitionArgsDict] = [
+        {"name": "Freelancer", "type": "string", "json_path": ".spec.freelancerId"},
+        {"name": "Tier", "type": "string", "json_path": ".spec.resourceTier"},
+        {"name": "State", "type": "string", "json_path": ".spec.state"},
+        {"name": "Phase", "type": "string", "json_path": ".status.phase"},
+        {"name": "Age", "type": "date", "json_path": ".metadata.creationTimestamp"},
+    ]
+    return {
+        "group": GROUP,
+        "scope": "Namespaced",
+        "names": {
+            "kind": KIND,
+            "plural": PLURAL,
+            "singular": "sandbox",
+            "list_kind": "SandboxList",
+            "short_names": ["sbx"],
+        },
+        "versions": [
+            {
+                "name": VERSION,
+                "served": True,
+                "storage": True,
+                "schema": {"open_apiv3_schema": _sandbox_schema()},
+                # The status subresource takes no settings: an empty object switches it on.
+                "subresources": {"status": {}},
+                "additional_printer_columns": columns,
+            }
+        ],
     }
 
 
@@ -101,50 +140,22 @@ class Platform(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         labels = naming.labels(name="platform", instance=name, component="platform")
 
-        ns = k8s.core.v1.Namespace(
-            f"{name}-namespace",
-            metadata={
+        # Client NetworkPolicies select this namespace by the immutable kubernetes.io/metadata.name label;
+        # `name` is kept for tools written against the seed's policy.
+        ns_metadata: k8s.meta.v1.ObjectMetaArgsDict = {
+            "name": args.plan.namespace,
+            "labels": {
+                **labels,
                 "name": args.plan.namespace,
-                # Client NetworkPolicies select this namespace by the immutable kubernetes.io/metadata.name
-                # label; `name` is kept for tools written against the seed's policy.
-                "labels": {
-                    **labels,
-                    "name": args.plan.namespace,
-                    **pod_security_labels("restricted", args.plan.pod_security_version),
-                },
+                **pod_security_labels("restricted", args.plan.pod_security_version),
             },
-            opts=child,
-        )
+        }
+        ns = k8s.core.v1.Namespace(f"{name}-namespace", metadata=ns_metadata, opts=child)
+        crd_metadata: k8s.meta.v1.ObjectMetaArgsDict = {"name": f"{PLURAL}.{GROUP}", "labels": labels}
         crd = k8s.apiextensions.v1.CustomResourceDefinition(
             f"{name}-sandbox-crd",
-            metadata={"name": f"{PLURAL}.{GROUP}", "labels": labels},
-            spec={
-                "group": GROUP,
-                "scope": "Namespaced",
-                "names": {
-                    "kind": KIND,
-                    "plural": PLURAL,
-                    "singular": "sandbox",
-                    "listKind": "SandboxList",
-                    "shortNames": ["sbx"],
-                },
-                "versions": [
-                    {
-                        "name": VERSION,
-                        "served": True,
-                        "storage": True,
-                        "schema": {"openAPIV3Schema": _sandbox_schema()},
-                        "subresources": {"status": {}},
-                        "additionalPrinterColumns": [
-                            {"name": "Freelancer", "type": "string", "jsonPath": ".spec.freelancerId"},
-                            {"name": "Tier", "type": "string", "jsonPath": ".spec.resourceTier"},
-                            {"name": "State", "type": "string", "jsonPath": ".spec.state"},
-                            {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
-                            {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
-                        ],
-                    }
-                ],
-            },
+            metadata=crd_metadata,
+            spec=_sandbox_crd_spec(),
             # Deleting the CRD would delete every Sandbox object in the cluster.
             opts=pulumi.ResourceOptions(parent=self, protect=True),
         )

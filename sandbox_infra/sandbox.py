@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -42,14 +41,113 @@ class FreelancerSandboxArgs:
     """Resources the compute must wait for (the namespace quota and the API key Secret)."""
 
 
-def _restricted_container_security() -> dict[str, Any]:
+def _restricted_container_security() -> k8s.core.v1.SecurityContextArgsDict:
     """What Pod Security ``restricted`` requires of every container, plus a read-only root filesystem."""
     return {
-        "allowPrivilegeEscalation": False,
+        "allow_privilege_escalation": False,
         "capabilities": {"drop": ["ALL"]},
-        "readOnlyRootFilesystem": True,
-        "runAsNonRoot": True,
-        "seccompProfile": {"type": "RuntimeDefault"},
+        "read_only_root_filesystem": True,
+        "run_as_non_root": True,
+        "seccomp_profile": {"type": "RuntimeDefault"},
+    }
+
+
+def _metadata(name: str, namespace: pulumi.Input[str], labels: dict[str, str]) -> k8s.meta.v1.ObjectMetaArgsDict:
+    """Metadata of one of the sandbox's objects in the client's namespace."""
+    return {"name": name, "namespace": namespace, "labels": labels}
+
+
+def _volume_mounts(*, scratch: bool) -> list[k8s.core.v1.VolumeMountArgsDict]:
+    """Both PVCs; with ``scratch``, also the writable ``/tmp`` the long-running containers need (their root
+    filesystem is read-only)."""
+    mounts: list[k8s.core.v1.VolumeMountArgsDict] = [
+        {"name": "workspace", "mount_path": WORKSPACE},
+        {"name": "home", "mount_path": HOME},
+    ]
+    if scratch:
+        mounts.append({"name": "tmp", "mount_path": "/tmp"})
+    return mounts
+
+
+def _prepare_home(plan: SandboxPlan) -> k8s.core.v1.ContainerArgsDict:
+    """Init container: creates the tools' directories in the home volume before either tool starts."""
+    return {
+        "name": "prepare-home",
+        "image": plan.gemini_cli_image,
+        "command": ["sh", "-c", f"mkdir -p {HOME}/.gemini {HOME}/.config {HOME}/.local/share/code-server"],
+        "resources": plan.resources.init.to_k8s(),
+        "security_context": _restricted_container_security(),
+        "volume_mounts": _volume_mounts(scratch=False),
+    }
+
+
+def _gemini_cli(plan: SandboxPlan) -> k8s.core.v1.ContainerArgsDict:
+    """gemini-cli: idles until someone execs in; the API key comes from the client's Secret."""
+    return {
+        "name": "gemini-cli",
+        "image": plan.gemini_cli_image,
+        "command": ["sleep", "infinity"],
+        "working_dir": WORKSPACE,
+        "env": [
+            {"name": "HOME", "value": HOME},
+            {
+                "name": "GEMINI_API_KEY",
+                "value_from": {"secret_key_ref": {"name": naming.API_KEY_SECRET, "key": naming.API_KEY_SECRET_KEY}},
+            },
+        ],
+        "resources": plan.resources.gemini_cli.to_k8s(),
+        "security_context": _restricted_container_security(),
+        "volume_mounts": _volume_mounts(scratch=True),
+        # `exec_` is the SDK's name for the API's `exec`; it goes on the wire as `exec`.
+        "liveness_probe": {"exec_": {"command": ["test", "-w", WORKSPACE]}, "period_seconds": 30},
+        "lifecycle": {"pre_stop": {"exec_": {"command": ["sh", "-c", "sync"]}}},
+    }
+
+
+def _code_server(plan: SandboxPlan) -> k8s.core.v1.ContainerArgsDict:
+    """code-server: the browser IDE on the workspace, served on the ``http`` port the Service targets."""
+    return {
+        "name": "code-server",
+        "image": plan.code_server_image,
+        "args": [f"--bind-addr=0.0.0.0:{CODE_SERVER_PORT}", "--auth=none", "--disable-telemetry", WORKSPACE],
+        "env": [{"name": "HOME", "value": HOME}],
+        "ports": [{"name": "http", "container_port": CODE_SERVER_PORT, "protocol": "TCP"}],
+        "resources": plan.resources.code_server.to_k8s(),
+        "security_context": _restricted_container_security(),
+        "volume_mounts": _volume_mounts(scratch=True),
+        "readiness_probe": {"http_get": {"path": "/healthz", "port": "http"}, "period_seconds": 10},
+        "liveness_probe": {
+            "http_get": {"path": "/healthz", "port": "http"},
+            "initial_delay_seconds": 30,
+            "period_seconds": 30,
+        },
+        "lifecycle": {"pre_stop": {"exec_": {"command": ["sh", "-c", "sleep 2"]}}},
+    }
+
+
+def _pod_spec(plan: SandboxPlan) -> k8s.core.v1.PodSpecArgsDict:
+    """The sandbox pod: no API token, no service links, the sandbox user everywhere, both PVCs and a bounded
+    scratch volume."""
+    return {
+        "service_account_name": naming.SANDBOX_SERVICE_ACCOUNT,
+        "automount_service_account_token": False,
+        "enable_service_links": False,
+        "termination_grace_period_seconds": 30,
+        "security_context": {
+            "run_as_non_root": True,
+            "run_as_user": USER_ID,
+            "run_as_group": USER_ID,
+            "fs_group": USER_ID,
+            "fs_group_change_policy": "OnRootMismatch",
+            "seccomp_profile": {"type": "RuntimeDefault"},
+        },
+        "init_containers": [_prepare_home(plan)],
+        "containers": [_gemini_cli(plan), _code_server(plan)],
+        "volumes": [
+            {"name": "workspace", "persistent_volume_claim": {"claim_name": plan.workspace.name}},
+            {"name": "home", "persistent_volume_claim": {"claim_name": plan.home.name}},
+            {"name": "tmp", "empty_dir": {"size_limit": "1Gi"}},
+        ],
     }
 
 
@@ -71,154 +169,74 @@ class FreelancerSandbox(pulumi.ComponentResource):
             freelancer=fid,
             tier=plan.tier.value,
         )
-        meta: dict[str, Any] = {"namespace": args.namespace, "labels": labels}
         keep = pulumi.ResourceOptions(parent=self, protect=True, retain_on_delete=True)
 
         volumes = {}
         for volume, spec in (("workspace", plan.workspace), ("home", plan.home)):
+            claim: k8s.core.v1.PersistentVolumeClaimSpecArgsDict = {
+                "access_modes": ["ReadWriteOnce"],
+                "storage_class_name": spec.storage_class,
+                "resources": {"requests": {"storage": spec.size}},
+            }
             volumes[volume] = k8s.core.v1.PersistentVolumeClaim(
                 f"{name}-{volume}",
-                metadata={**meta, "name": spec.name, "labels": {**labels, "platform.com/volume": volume}},
-                spec={
-                    "accessModes": ["ReadWriteOnce"],
-                    "storageClassName": spec.storage_class,
-                    "resources": {"requests": {"storage": spec.size}},
-                },
+                metadata=_metadata(spec.name, args.namespace, {**labels, "platform.com/volume": volume}),
+                spec=claim,
                 opts=keep,
             )
 
         compute_opts = pulumi.ResourceOptions(parent=self, depends_on=[*args.depends_on, *volumes.values()])
         self.statefulset_name = None
         if plan.state is not SandboxState.ARCHIVED:
+            service: k8s.core.v1.ServiceSpecArgsDict = {
+                "cluster_ip": "None",
+                "selector": naming.sandbox_selector(fid),
+                "ports": [{"name": "http", "port": CODE_SERVER_PORT, "target_port": "http"}],
+            }
             k8s.core.v1.Service(
                 f"{name}-service",
-                metadata={**meta, "name": sandbox_name},
-                spec={
-                    "clusterIP": "None",
-                    "selector": naming.sandbox_selector(fid),
-                    "ports": [{"name": "http", "port": CODE_SERVER_PORT, "targetPort": "http"}],
-                },
+                metadata=_metadata(sandbox_name, args.namespace, labels),
+                spec=service,
                 opts=pulumi.ResourceOptions(parent=self),
             )
             statefulset = k8s.apps.v1.StatefulSet(
                 f"{name}-statefulset",
-                metadata={**meta, "name": sandbox_name},
+                metadata=_metadata(sandbox_name, args.namespace, labels),
                 spec=self._statefulset_spec(plan, labels),
                 opts=compute_opts,
             )
             self.statefulset_name = statefulset.metadata.name
 
+        # A plain dict on purpose: these are the Sandbox CRD's own fields (camelCase, as _sandbox_schema in
+        # platform.py declares them), the SDK has no type for them, and it sends an untyped spec as written.
+        sandbox_spec: dict[str, object] = {
+            "freelancerId": str(fid),
+            "clientId": str(plan.client_id),
+            "resourceTier": plan.tier.value,
+            "state": plan.state.value,
+            "gpu": plan.gpu,
+            **({"customImage": plan.gemini_cli_image} if plan.custom_image_tag else {}),
+            "persistence": {"workspaceSize": plan.workspace.size, "homeSize": plan.home.size},
+        }
         k8s.apiextensions.CustomResource(
             f"{name}-sandbox",
             api_version=API_VERSION,
             kind=KIND,
-            metadata={**meta, "name": sandbox_name},
-            spec={
-                "freelancerId": str(fid),
-                "clientId": str(plan.client_id),
-                "resourceTier": plan.tier.value,
-                "state": plan.state.value,
-                "gpu": plan.gpu,
-                **({"customImage": plan.gemini_cli_image} if plan.custom_image_tag else {}),
-                "persistence": {"workspaceSize": plan.workspace.size, "homeSize": plan.home.size},
-            },
+            metadata=_metadata(sandbox_name, args.namespace, labels),
+            spec=sandbox_spec,
             opts=pulumi.ResourceOptions(parent=self, depends_on=args.depends_on),
         )
         self.register_outputs({"statefulset": self.statefulset_name, "state": plan.state.value})
 
     @staticmethod
-    def _statefulset_spec(plan: SandboxPlan, labels: dict[str, str]) -> dict[str, Any]:
-        fid, sandbox_name = plan.freelancer_id, plan.name
-        mounts = [{"name": "workspace", "mountPath": WORKSPACE}, {"name": "home", "mountPath": HOME}]
-        scratch = [{"name": "tmp", "mountPath": "/tmp"}]
+    def _statefulset_spec(plan: SandboxPlan, labels: dict[str, str]) -> k8s.apps.v1.StatefulSetSpecArgsDict:
+        """One replica while active, none while suspended; the headless Service names its pod."""
         return {
             "replicas": 1 if plan.state is SandboxState.ACTIVE else 0,
-            "serviceName": sandbox_name,
-            "selector": {"matchLabels": naming.sandbox_selector(fid)},
+            "service_name": plan.name,
+            "selector": {"match_labels": naming.sandbox_selector(plan.freelancer_id)},
             # Never more than one pod per sandbox: its volumes are ReadWriteOnce.
-            "podManagementPolicy": "OrderedReady",
-            "updateStrategy": {"type": "RollingUpdate"},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    "serviceAccountName": naming.SANDBOX_SERVICE_ACCOUNT,
-                    "automountServiceAccountToken": False,
-                    "enableServiceLinks": False,
-                    "terminationGracePeriodSeconds": 30,
-                    "securityContext": {
-                        "runAsNonRoot": True,
-                        "runAsUser": USER_ID,
-                        "runAsGroup": USER_ID,
-                        "fsGroup": USER_ID,
-                        "fsGroupChangePolicy": "OnRootMismatch",
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
-                    "initContainers": [
-                        {
-                            "name": "prepare-home",
-                            "image": plan.gemini_cli_image,
-                            "command": [
-                                "sh",
-                                "-c",
-                                f"mkdir -p {HOME}/.gemini {HOME}/.config {HOME}/.local/share/code-server",
-                            ],
-                            "resources": plan.resources.init.to_k8s(),
-                            "securityContext": _restricted_container_security(),
-                            "volumeMounts": mounts,
-                        }
-                    ],
-                    "containers": [
-                        {
-                            "name": "gemini-cli",
-                            "image": plan.gemini_cli_image,
-                            "command": ["sleep", "infinity"],
-                            "workingDir": WORKSPACE,
-                            "env": [
-                                {"name": "HOME", "value": HOME},
-                                {
-                                    "name": "GEMINI_API_KEY",
-                                    "valueFrom": {
-                                        "secretKeyRef": {
-                                            "name": naming.API_KEY_SECRET,
-                                            "key": naming.API_KEY_SECRET_KEY,
-                                        }
-                                    },
-                                },
-                            ],
-                            "resources": plan.resources.gemini_cli.to_k8s(),
-                            "securityContext": _restricted_container_security(),
-                            "volumeMounts": mounts + scratch,
-                            "livenessProbe": {"exec": {"command": ["test", "-w", WORKSPACE]}, "periodSeconds": 30},
-                            "lifecycle": {"preStop": {"exec": {"command": ["sh", "-c", "sync"]}}},
-                        },
-                        {
-                            "name": "code-server",
-                            "image": plan.code_server_image,
-                            "args": [
-                                f"--bind-addr=0.0.0.0:{CODE_SERVER_PORT}",
-                                "--auth=none",
-                                "--disable-telemetry",
-                                WORKSPACE,
-                            ],
-                            "env": [{"name": "HOME", "value": HOME}],
-                            "ports": [{"name": "http", "containerPort": CODE_SERVER_PORT, "protocol": "TCP"}],
-                            "resources": plan.resources.code_server.to_k8s(),
-                            "securityContext": _restricted_container_security(),
-                            "volumeMounts": mounts + scratch,
-                            "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 10},
-                            "livenessProbe": {
-                                "httpGet": {"path": "/healthz", "port": "http"},
-                                "initialDelaySeconds": 30,
-                                "periodSeconds": 30,
-                            },
-                            "lifecycle": {"preStop": {"exec": {"command": ["sh", "-c", "sleep 2"]}}},
-                        },
-                    ],
-                    "volumes": [
-                        {"name": "workspace", "persistentVolumeClaim": {"claimName": plan.workspace.name}},
-                        {"name": "home", "persistentVolumeClaim": {"claimName": plan.home.name}},
-                        {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
-                    ],
-                },
-            },
+            "pod_management_policy": "OrderedReady",
+            "update_strategy": {"type": "RollingUpdate"},
+            "template": {"metadata": {"labels": labels}, "spec": _pod_spec(plan)},
         }

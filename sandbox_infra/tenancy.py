@@ -33,6 +33,11 @@ class ClientTenantArgs:
     """Gemini API key (a secret Output); None when the client has no sandbox that needs one."""
 
 
+def _metadata(name: str, namespace: str, labels: dict[str, str]) -> k8s.meta.v1.ObjectMetaArgsDict:
+    """Metadata of one object in the client's namespace, labelled as part of its tenancy."""
+    return {"name": name, "namespace": namespace, "labels": labels}
+
+
 class ClientTenant(pulumi.ComponentResource):
     """A client's namespace, quota, limits, network isolation, RBAC and API key."""
 
@@ -44,48 +49,44 @@ class ClientTenant(pulumi.ComponentResource):
         plan = args.plan
         namespace = plan.namespace
         labels = naming.labels(name="client-tenant", instance=namespace, component="tenancy", client=plan.client_id)
-        meta = {"namespace": namespace, "labels": labels}
 
+        ns_metadata: k8s.meta.v1.ObjectMetaArgsDict = {
+            "name": namespace,
+            "labels": {**labels, **pod_security_labels("restricted", plan.pod_security_version)},
+            "annotations": {"platform.com/client-name": plan.client_name},
+        }
         ns = k8s.core.v1.Namespace(
             f"{name}-namespace",
-            metadata={
-                "name": namespace,
-                "labels": {**labels, **pod_security_labels("restricted", plan.pod_security_version)},
-                "annotations": {"platform.com/client-name": plan.client_name},
-            },
+            metadata=ns_metadata,
             # Deleting a namespace deletes every volume in it, whatever the PVCs' own options say:
             # offboarding a client is an explicit multi-step change (docs/offboarding.md).
             opts=pulumi.ResourceOptions(parent=self, protect=True, retain_on_delete=True),
         )
         in_ns = pulumi.ResourceOptions(parent=self, depends_on=[ns])
 
+        quota: k8s.core.v1.ResourceQuotaSpecArgsDict = {"hard": plan.quota.hard()}
         self.quota = k8s.core.v1.ResourceQuota(
-            f"{name}-quota",
-            metadata={**meta, "name": "sandbox-quota"},
-            spec={"hard": plan.quota.hard()},
-            opts=in_ns,
+            f"{name}-quota", metadata=_metadata("sandbox-quota", namespace, labels), spec=quota, opts=in_ns
         )
+        limits: k8s.core.v1.LimitRangeSpecArgsDict = {
+            "limits": [
+                {
+                    "type": "Container",
+                    "default": {"cpu": "500m", "memory": "512Mi"},
+                    "default_request": {"cpu": "100m", "memory": "128Mi"},
+                },
+                {"type": "PersistentVolumeClaim", "max": {"storage": plan.max_volume_size}},
+            ]
+        }
         k8s.core.v1.LimitRange(
-            f"{name}-limits",
-            metadata={**meta, "name": "sandbox-defaults"},
-            spec={
-                "limits": [
-                    {
-                        "type": "Container",
-                        "default": {"cpu": "500m", "memory": "512Mi"},
-                        "defaultRequest": {"cpu": "100m", "memory": "128Mi"},
-                    },
-                    {"type": "PersistentVolumeClaim", "max": {"storage": plan.max_volume_size}},
-                ]
-            },
-            opts=in_ns,
+            f"{name}-limits", metadata=_metadata("sandbox-defaults", namespace, labels), spec=limits, opts=in_ns
         )
         self._network_policies(name, namespace, labels, plan, in_ns)
         self._rbac(name, namespace, labels, plan, in_ns)
         if args.api_key is not None:
             k8s.core.v1.Secret(
                 f"{name}-gemini-api-key",
-                metadata={**meta, "name": naming.API_KEY_SECRET},
+                metadata=_metadata(naming.API_KEY_SECRET, namespace, labels),
                 type="Opaque",
                 string_data={naming.API_KEY_SECRET_KEY: pulumi.Output.secret(args.api_key)},
                 opts=pulumi.ResourceOptions.merge(
@@ -99,96 +100,93 @@ class ClientTenant(pulumi.ComponentResource):
     def _network_policies(
         name: str, namespace: str, labels: dict[str, str], plan: TenantPlan, opts: pulumi.ResourceOptions
     ) -> None:
-        meta = {"namespace": namespace, "labels": labels}
-        platform = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": plan.platform_namespace}}}
-        k8s.networking.v1.NetworkPolicy(
-            f"{name}-default-deny",
-            metadata={**meta, "name": "default-deny"},
-            spec={"podSelector": {}, "policyTypes": ["Ingress", "Egress"]},
-            opts=opts,
-        )
-        k8s.networking.v1.NetworkPolicy(
-            f"{name}-allow-dns",
-            metadata={**meta, "name": "allow-dns"},
-            spec={
-                "podSelector": {},
-                "policyTypes": ["Egress"],
-                "egress": [
-                    {
-                        "to": [
-                            {
-                                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
-                                "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
-                            }
-                        ],
-                        "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
-                    }
-                ],
-            },
-            opts=opts,
-        )
-        k8s.networking.v1.NetworkPolicy(
-            f"{name}-sandbox-isolation",
-            metadata={**meta, "name": "sandbox-isolation"},
-            spec={
-                "podSelector": {"matchLabels": naming.SANDBOX_POD_SELECTOR},
-                "policyTypes": ["Ingress", "Egress"],
-                "ingress": [{"from": [platform]}],
-                "egress": [
-                    {"to": [platform]},
-                    {
-                        "to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": list(plan.egress_denied_cidrs)}}],
-                        "ports": [{"protocol": "TCP", "port": 443}, {"protocol": "TCP", "port": 80}],
-                    },
-                ],
-            },
-            opts=opts,
-        )
+        platform: k8s.networking.v1.NetworkPolicyPeerArgsDict = {
+            "namespace_selector": {"match_labels": {"kubernetes.io/metadata.name": plan.platform_namespace}}
+        }
+        default_deny: k8s.networking.v1.NetworkPolicySpecArgsDict = {
+            "pod_selector": {},
+            "policy_types": ["Ingress", "Egress"],
+        }
+        allow_dns: k8s.networking.v1.NetworkPolicySpecArgsDict = {
+            "pod_selector": {},
+            "policy_types": ["Egress"],
+            "egress": [
+                {
+                    "to": [
+                        {
+                            "namespace_selector": {"match_labels": {"kubernetes.io/metadata.name": "kube-system"}},
+                            "pod_selector": {"match_labels": {"k8s-app": "kube-dns"}},
+                        }
+                    ],
+                    "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+                }
+            ],
+        }
+        sandbox_isolation: k8s.networking.v1.NetworkPolicySpecArgsDict = {
+            "pod_selector": {"match_labels": naming.SANDBOX_POD_SELECTOR},
+            "policy_types": ["Ingress", "Egress"],
+            # `from_` and `except_`: the SDK's names for the API's `from` and `except` (Python keywords).
+            "ingress": [{"from_": [platform]}],
+            "egress": [
+                {"to": [platform]},
+                {
+                    "to": [{"ip_block": {"cidr": "0.0.0.0/0", "except_": list(plan.egress_denied_cidrs)}}],
+                    "ports": [{"protocol": "TCP", "port": 443}, {"protocol": "TCP", "port": 80}],
+                },
+            ],
+        }
+        for policy, spec in (
+            ("default-deny", default_deny),
+            ("allow-dns", allow_dns),
+            ("sandbox-isolation", sandbox_isolation),
+        ):
+            k8s.networking.v1.NetworkPolicy(
+                f"{name}-{policy}", metadata=_metadata(policy, namespace, labels), spec=spec, opts=opts
+            )
 
     @staticmethod
     def _rbac(
         name: str, namespace: str, labels: dict[str, str], plan: TenantPlan, opts: pulumi.ResourceOptions
     ) -> None:
-        meta = {"namespace": namespace, "labels": labels}
         k8s.core.v1.ServiceAccount(
             f"{name}-sandbox-sa",
-            metadata={**meta, "name": naming.SANDBOX_SERVICE_ACCOUNT},
+            metadata=_metadata(naming.SANDBOX_SERVICE_ACCOUNT, namespace, labels),
             automount_service_account_token=False,
             opts=opts,
         )
+        rules: list[k8s.rbac.v1.PolicyRuleArgsDict] = [
+            {
+                "api_groups": [GROUP],
+                "resources": [PLURAL, f"{PLURAL}/status"],
+                "verbs": ["get", "list", "watch", "update", "patch"],
+            },
+            {
+                "api_groups": ["apps"],
+                "resources": ["statefulsets", "statefulsets/scale"],
+                "verbs": ["get", "list", "watch", "patch", "update"],
+            },
+            {
+                "api_groups": [""],
+                "resources": ["pods", "persistentvolumeclaims", "services", "events"],
+                "verbs": ["get", "list", "watch"],
+            },
+            {"api_groups": [""], "resources": ["pods/exec", "pods/log"], "verbs": ["get", "create"]},
+        ]
         role = k8s.rbac.v1.Role(
-            f"{name}-operator-role",
-            metadata={**meta, "name": "sandbox-operator"},
-            rules=[
-                {
-                    "apiGroups": [GROUP],
-                    "resources": [PLURAL, f"{PLURAL}/status"],
-                    "verbs": ["get", "list", "watch", "update", "patch"],
-                },
-                {
-                    "apiGroups": ["apps"],
-                    "resources": ["statefulsets", "statefulsets/scale"],
-                    "verbs": ["get", "list", "watch", "patch", "update"],
-                },
-                {
-                    "apiGroups": [""],
-                    "resources": ["pods", "persistentvolumeclaims", "services", "events"],
-                    "verbs": ["get", "list", "watch"],
-                },
-                {"apiGroups": [""], "resources": ["pods/exec", "pods/log"], "verbs": ["get", "create"]},
-            ],
-            opts=opts,
+            f"{name}-operator-role", metadata=_metadata("sandbox-operator", namespace, labels), rules=rules, opts=opts
         )
+        role_ref: k8s.rbac.v1.RoleRefArgsDict = {
+            "api_group": "rbac.authorization.k8s.io",
+            "kind": "Role",
+            "name": "sandbox-operator",
+        }
+        subjects: list[k8s.rbac.v1.SubjectArgsDict] = [
+            {"kind": "ServiceAccount", "name": plan.controller_service_account, "namespace": plan.platform_namespace}
+        ]
         k8s.rbac.v1.RoleBinding(
             f"{name}-operator-binding",
-            metadata={**meta, "name": "sandbox-operator"},
-            role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "sandbox-operator"},
-            subjects=[
-                {
-                    "kind": "ServiceAccount",
-                    "name": plan.controller_service_account,
-                    "namespace": plan.platform_namespace,
-                }
-            ],
+            metadata=_metadata("sandbox-operator", namespace, labels),
+            role_ref=role_ref,
+            subjects=subjects,
             opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[role])),
         )

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 
+import pulumi_kubernetes as k8s
+
 from sandbox_infra.quantity import format_bytes, format_cpu, parse_quantity
 
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -69,7 +71,7 @@ class Resources:
             self.gpu,
         )
 
-    def to_k8s(self) -> dict[str, dict[str, str]]:
+    def to_k8s(self) -> k8s.core.v1.ResourceRequirementsArgsDict:
         """The ``resources`` block of a container spec."""
         requests = {"cpu": format_cpu(self.requests_cpu), "memory": format_bytes(self.requests_memory)}
         limits = {"cpu": format_cpu(self.limits_cpu), "memory": format_bytes(self.limits_memory)}

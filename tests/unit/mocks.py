@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,11 +26,17 @@ class Registered:
 
 @dataclass
 class Recorder(pulumi.runtime.Mocks):
-    """Mocks that echo inputs as outputs, plus a record of every resource and its options."""
+    """Mocks that echo inputs as outputs, plus a record of every resource and its options.
+
+    ``resources`` holds each resource's props as the program passed them (typed inputs keep their Python,
+    snake_case keys); ``wire`` holds its inputs as the engine receives them (camelCase, secrets wrapped).
+    Assert on ``wire`` for anything Kubernetes will see."""
 
     resources: list[Registered] = field(default_factory=list)
+    wire: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[Any, Any]]:
+        self.wire[args.typ, args.name] = copy.deepcopy(dict(args.inputs))
         return (f"{args.name}-id", dict(args.inputs))
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[Any, Any], list[tuple[str, str]] | None]:

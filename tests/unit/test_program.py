@@ -97,12 +97,8 @@ def test_client_namespaces_are_protected(example: Recorder) -> None:
 
 
 def _statefulsets(example: Recorder) -> dict[str, dict[str, Any]]:
-    return {
-        resolve(pulumi.Output.from_input(r.props["metadata"]))["name"]: resolve(
-            pulumi.Output.from_input(r.props["spec"])
-        )
-        for r in example.by_type(STS)
-    }
+    """Each StatefulSet's spec as Kubernetes will see it: the wire form, camelCase whatever the program's keys."""
+    return {wire["metadata"]["name"]: wire["spec"] for (typ, _), wire in example.wire.items() if typ == STS}
 
 
 def test_states(example: Recorder) -> None:
