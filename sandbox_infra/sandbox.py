@@ -169,7 +169,9 @@ class FreelancerSandbox(pulumi.ComponentResource):
             freelancer=fid,
             tier=plan.tier.value,
         )
-        keep = pulumi.ResourceOptions(parent=self, protect=True, retain_on_delete=True)
+        # The volumes wait for the tenant too: a new sandbox's claims must not reach the API server before
+        # the quota that admits them has grown (found by tests/integration/test_orchestrator.py).
+        keep = pulumi.ResourceOptions(parent=self, protect=True, retain_on_delete=True, depends_on=args.depends_on)
 
         volumes = {}
         for volume, spec in (("workspace", plan.workspace), ("home", plan.home)):

@@ -139,7 +139,8 @@ def test_a_change_to_one_client_runs_only_its_stack(environment: Environment) ->
 
     preview = environment.sandbox("preview", "--base", str(base))
     assert list(_stacks(preview)) == [environment.stack(environment.clients[1])]
-    assert preview["stacks"][0]["changes"]["create"] > 0 and "update" not in preview["stacks"][0]["changes"]
+    # the sandbox (component, two volumes, Service, StatefulSet, Sandbox object), and the quota grows
+    assert preview["stacks"][0]["changes"]["create"] == 6 and preview["stacks"][0]["changes"]["update"] == 1
 
     up = environment.sandbox("up", "--base", str(base))
     assert list(_stacks(up)) == [environment.stack(environment.clients[1])]
@@ -206,8 +207,16 @@ def test_the_platform_stack_of_the_single_stack_layout_is_not_updated(tmp_path: 
 
 def test_a_failing_stack_fails_the_command_by_name_while_the_others_finish(environment: Environment) -> None:
     broken, fine = environment.clients
-    # A namespace that someone else created: the tenant's namespace cannot be created over it.
-    run(["kubectl", "create", "namespace", f"client-{broken}"])
+    # A namespace that someone else manages, with a label the tenant sets to another value: server-side
+    # apply refuses to take the field over (a conflict), so that stack's update fails.
+    namespace = {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": f"client-{broken}", "labels": {"app.kubernetes.io/part-of": "someone-else"}},
+    }
+    manifest = environment.path / "conflict.json"
+    manifest.write_text(json.dumps(namespace))
+    run(["kubectl", "apply", "--server-side", "--field-manager=someone-else", "-f", str(manifest)])
     result = environment.sandbox("up", "--all", check=False)
     assert result["exit"] == 1
     stacks = _stacks(result)
@@ -215,3 +224,15 @@ def test_a_failing_stack_fails_the_command_by_name_while_the_others_finish(envir
     assert f"client-{broken}" in stacks[environment.stack(broken)]["error"]
     assert stacks[environment.stack(fine)]["status"] == "ok"
     assert len(kubectl_json("get", "pods", "-n", f"client-{fine}")["items"]) == 1
+
+
+def test_a_policy_violation_fails_the_stacks_it_is_in_and_is_named(tmp_path: Path) -> None:
+    environment = _environment(tmp_path, "policy", {"codeServerImage": "docker.io/codercom/code-server:latest"})
+    result = environment.sandbox("preview", "--all", check=False)
+    assert result["exit"] == 1
+    stacks = _stacks(result)
+    assert stacks["policy"]["status"] == "ok"  # the platform stack runs no code-server
+    for client in environment.clients:
+        violations = stacks[environment.stack(client)]["policy_violations"]
+        assert violations and all("kubernetes-core-v1-pod-allowed-pinned-images" in v for v in violations)
+        assert stacks[environment.stack(client)]["status"] == "failed"
