@@ -1,4 +1,7 @@
-"""The policy pack in the real engine: the example stack passes, a deliberately bad one is stopped."""
+"""The policy pack in the real engine: the example stack passes, a deliberately bad one is stopped.
+
+(That the orchestrator's stacks run the pack, each passing on its own, is shown by the orchestrator's
+integration tests and tests/policy/test_policies.py.)"""
 
 from __future__ import annotations
 
@@ -24,6 +27,8 @@ def project(tmp_path: Path) -> Iterator[tuple[Path, dict[str, str]]]:
     env = {"PULUMI_BACKEND_URL": f"file://{backend}", "PULUMI_CONFIG_PASSPHRASE": "policy-test"}
     run(["pulumi", "stack", "init", "policy"], cwd=path, env=env)
     run(["pulumi", "config", "set", "--secret", "sandbox-infra:geminiApiKey", "not-a-real-key"], cwd=path, env=env)
+    # Everything in one stack: every kind of object the pack judges, in one preview.
+    run(["pulumi", "config", "set", "sandbox-infra:slice", "all"], cwd=path, env=env)
     yield path, env
 
 
