@@ -23,7 +23,7 @@ from sandbox_infra.plan import PLATFORM_SLICE, Plan
 from sandbox_infra.roster import Roster, SandboxState, load_roster
 from sandbox_infra.schema import roster_schema
 from sandbox_infra.settings import CONFIG_NAMESPACE, SettingsError, StackSettings, settings_from_stack_file
-from sandbox_infra.source import InputError, load_yaml
+from sandbox_infra.source import InputError, Positions, load_yaml
 
 
 def _settings(stack: str, project_dir: Path) -> tuple[StackSettings, str]:
@@ -68,16 +68,24 @@ def _check(args: argparse.Namespace) -> int:
             for diagnostic in exc.diagnostics:
                 print(diagnostic)
             return 1
-        errors, notes = removals(previous, positions, roster)
-        for diagnostic in notes:
-            print(f"note: {diagnostic}", file=sys.stderr)
-        if errors:
-            for diagnostic in errors:
-                print(diagnostic)
-            print(f"{args.roster}: {len(errors)} unsafe removal(s) compared with {args.previous}", file=sys.stderr)
+        closing = f"{args.roster}: {{count}} unsafe change(s) compared with {args.previous}"
+        if _unsafe_changes(previous, positions, roster, closing=closing):
             return 1
     print(f"{args.roster}: valid: {summary(roster)}")
     return 0
+
+
+def _unsafe_changes(previous: object, positions: Positions, roster: Roster, *, closing: str) -> bool:
+    """Print what ``roster`` removes or moves unsafely compared with ``previous`` (and any notes), then
+    ``closing`` with ``{count}`` filled in; True if there was anything unsafe."""
+    errors, notes = removals(previous, positions, roster)
+    for diagnostic in notes:
+        print(f"note: {diagnostic}", file=sys.stderr)
+    for diagnostic in errors:
+        print(diagnostic)
+    if errors:
+        print(closing.format(count=len(errors)), file=sys.stderr)
+    return bool(errors)
 
 
 def _schema(_: argparse.Namespace) -> int:
@@ -102,15 +110,9 @@ def _stacks(args: argparse.Namespace) -> int:
             print(diagnostic)
         print(f"{environment.settings.roster}: {len(exc.diagnostics)} error(s); no stack was run", file=sys.stderr)
         return 1
-    if base is not None:
-        errors, notes = removals(base.data, base.positions, roster)
-        for diagnostic in notes:
-            print(f"note: {diagnostic}", file=sys.stderr)
-        if errors:
-            for diagnostic in errors:
-                print(diagnostic)
-            print(f"{len(errors)} unsafe change(s) compared with {base.name}; no stack was run", file=sys.stderr)
-            return 1
+    closing = f"{{count}} unsafe change(s) compared with {base.name if base else ''}; no stack was run"
+    if base is not None and _unsafe_changes(base.data, base.positions, roster, closing=closing):
+        return 1
     plan = environment.plan(roster)
     change = touched(
         base.plan if base else None, plan, everything=base.everything if base else "no --base: every stack"

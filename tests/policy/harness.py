@@ -14,8 +14,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, cast
 
-import pulumi
-import pulumi_kubernetes as k8s
 from pulumi_policy import (
     PolicyCustomTimeouts,
     PolicyResource,
@@ -30,11 +28,8 @@ from sandbox_policies import secrets
 from sandbox_policies.model import POD_SPEC_PATHS
 from sandbox_policies.pack import all_policies
 
-from sandbox_infra import program
-from sandbox_infra.plan import ALL_SLICES, build_plan
-from sandbox_infra.roster import load_roster
-from sandbox_infra.settings import StackSettings
-from tests.unit.mocks import Recorder, resolve, run_program
+from sandbox_infra.plan import ALL_SLICES
+from tests.unit.mocks import resolve, run_example
 
 POLICIES = {policy.name: policy for policy in all_policies()}
 
@@ -76,33 +71,12 @@ class Declared:
         raise KeyError(name)
 
 
-class _Capture(Recorder):
-    """Mocks that also keep each resource's inputs as the monitor received them (secrets still wrapped)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.inputs: dict[tuple[str, str], dict[str, Any]] = {}
-
-    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[Any, Any]]:
-        self.inputs[args.typ, args.name] = copy.deepcopy(dict(args.inputs))
-        return super().new_resource(args)
-
-
 def declare_example(roster: Path, slice_id: str = ALL_SLICES) -> list[Declared]:
     """What the program declares for ``roster`` with the default stack settings, in one slice (default: all)."""
-    settings = StackSettings(api_key_present=True)
-    parsed = load_roster(roster, settings)
-
-    def body() -> None:
-        provider = k8s.Provider("kubernetes")
-        keys = {c.id: pulumi.Output.secret("test-key-not-real") for c in parsed.clients}
-        program.build(build_plan(parsed, settings), slice_id, keys, provider)
-
-    capture = _Capture()
-    run_program(body, recorder=capture)
+    capture = run_example(roster, slice_id)
     declared = []
     for registered in capture.resources:
-        wire = capture.inputs.get((registered.type, registered.name), {})
+        wire = capture.wire.get((registered.type, registered.name), {})
         urn = resolve(registered.resource.urn)
         declared.append(Declared(registered.type, registered.name, urn, wire, bool(registered.opts.protect)))
     return declared

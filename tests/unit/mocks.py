@@ -5,12 +5,19 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pulumi
+import pulumi_kubernetes as k8s
 from pulumi.runtime.settings import get_root_resource
 from pulumi.runtime.stack import wait_for_rpcs
 from pulumi.runtime.sync_await import _sync_await
+
+from sandbox_infra import program
+from sandbox_infra.plan import ALL_SLICES, build_plan
+from sandbox_infra.roster import load_roster
+from sandbox_infra.settings import StackSettings
 
 
 @dataclass
@@ -36,7 +43,11 @@ class Recorder(pulumi.runtime.Mocks):
     wire: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[Any, Any]]:
-        self.wire[args.typ, args.name] = copy.deepcopy(dict(args.inputs))
+        key = (args.typ, args.name)
+        # (type, logical name) must identify a resource, or one registration would hide another.
+        assert key not in self.wire, f"registered twice: {key}"
+        # A deep copy: the echoed outputs must not alias (and later alter) what was recorded.
+        self.wire[key] = copy.deepcopy(dict(args.inputs))
         return (f"{args.name}-id", dict(args.inputs))
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[Any, Any], list[tuple[str, str]] | None]:
@@ -83,3 +94,23 @@ def resolve(output: pulumi.Output[Any]) -> Any:
 
 def is_secret(output: pulumi.Output[Any]) -> bool:
     return bool(_sync_await(output.is_secret()))
+
+
+def run_example(
+    roster: Path,
+    slice_id: str = ALL_SLICES,
+    *,
+    settings: StackSettings | None = None,
+    recorder: Recorder | None = None,
+) -> Recorder:
+    """The program's declarations for ``roster`` (one slice; default: everything) under mocks, with a
+    placeholder secret API key for every client."""
+    settings = settings or StackSettings(api_key_present=True)
+    parsed = load_roster(roster, settings)
+
+    def body() -> None:
+        provider = k8s.Provider("kubernetes")
+        keys = {c.id: pulumi.Output.secret("test-key-not-real") for c in parsed.clients}
+        program.build(build_plan(parsed, settings), slice_id, keys, provider)
+
+    return run_program(body, recorder=recorder)

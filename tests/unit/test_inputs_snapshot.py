@@ -9,54 +9,18 @@ changes nothing on the wire leaves this snapshot untouched.
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 from pathlib import Path
-from typing import Any
 
-import pulumi
-import pulumi_kubernetes as k8s
-
-from sandbox_infra import program
-from sandbox_infra.plan import ALL_SLICES, build_plan
-from sandbox_infra.roster import load_roster
-from sandbox_infra.settings import StackSettings
-from tests.unit.mocks import Recorder, run_program
+from tests.unit.mocks import run_example
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "example-roster-inputs.json"
-SETTINGS = StackSettings(api_key_present=True)
-
-
-class _WireInputs(Recorder):
-    """Mocks that also keep each resource's inputs exactly as the monitor received them."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.inputs: dict[tuple[str, str], dict[str, Any]] = {}
-
-    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[Any, Any]]:
-        key = (args.typ, args.name)
-        # (type, logical name) must identify a resource, or one registration would hide another.
-        assert key not in self.inputs, f"registered twice: {key}"
-        # A deep copy: the echoed outputs must not alias (and later alter) what was recorded.
-        self.inputs[key] = copy.deepcopy(dict(args.inputs))
-        return super().new_resource(args)
 
 
 def _example_inputs(example_roster: Path) -> str:
-    roster = load_roster(example_roster, SETTINGS)
-
-    def body() -> None:
-        provider = k8s.Provider("kubernetes")
-        keys = {c.id: pulumi.Output.secret("test-key") for c in roster.clients}
-        program.build(build_plan(roster, SETTINGS), ALL_SLICES, keys, provider)
-
-    capture = _WireInputs()
-    run_program(body, recorder=capture)
-    resources = [
-        {"type": typ, "name": name, "inputs": capture.inputs[typ, name]} for typ, name in sorted(capture.inputs)
-    ]
+    wire = run_example(example_roster).wire
+    resources = [{"type": typ, "name": name, "inputs": wire[typ, name]} for typ, name in sorted(wire)]
     # Secrets stay in their wire wrapper ({"4dabf181...": "1b470612...", "value": ...}), so a value losing its
     # secretness shows here too; default=str only guards against any SDK object JSON does not know.
     return json.dumps(resources, indent=2, sort_keys=True, default=str) + "\n"

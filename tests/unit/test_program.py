@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pulumi
-import pulumi_kubernetes as k8s
 import pytest
 
 from sandbox_infra import program
@@ -17,7 +16,7 @@ from sandbox_infra.quantity import parse_quantity
 from sandbox_infra.roster import load_roster
 from sandbox_infra.settings import StackSettings
 from sandbox_infra.tiers import TIERS, Tier, split_budget
-from tests.unit.mocks import Recorder, is_secret, resolve, run_program
+from tests.unit.mocks import Recorder, is_secret, resolve, run_example, run_program
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "example-roster-urns.txt"
 SETTINGS = StackSettings(api_key_present=True)
@@ -31,14 +30,7 @@ ACME_GLOBEX_INITECH = (
 
 
 def build_example(example_roster: Path, slice_id: str = ALL_SLICES) -> Recorder:
-    roster = load_roster(example_roster, SETTINGS)
-
-    def body() -> None:
-        provider = k8s.Provider("kubernetes")
-        keys = {c.id: pulumi.Output.secret("test-key") for c in roster.clients}
-        program.build(build_plan(roster, SETTINGS), slice_id, keys, provider)
-
-    return run_program(body)
+    return run_example(example_roster, slice_id, settings=SETTINGS)
 
 
 @pytest.fixture(scope="module")
