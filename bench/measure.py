@@ -70,6 +70,7 @@ def role(cmdline: list[str]) -> str:
         ("pulumi-resource-kubernetes", "kubernetes provider"),
         ("pulumi-language-python", "language host"),
         ("kubectl", "kubectl"),
+        ("-m sandbox_infra", "orchestrator (Python)"),
     ):
         if needle in joined:
             return name

@@ -132,3 +132,18 @@ def test_reruns_after_the_quota_race_are_shown(tmp_path: Path) -> None:
     assert "| 1000 | pulumi up | 7191 | 120.0 s (incl. 1 rerun after the quota race) |" in report.render(
         results, options, "python -m bench"
     )
+
+
+def test_stacks_bench_reads_what_the_orchestrator_printed() -> None:
+    from bench.stacks import Measurement, Results, _note, render
+
+    output = (
+        "==> up of 51 stack(s) of full1000, 3 at a time\n"
+        "==> full1000-client-be0c: hit the ResourceQuota update race (kubernetes/kubernetes#67761); again\n"
+        "up of environment full1000: 51 of 51 stacks ok\n"
+    )
+    assert _note(output) == "51/51 stacks ok; 3 at a time; 1 automatic reruns (quota race)"
+    assert _note("change1000: 1 of 51 stacks touched\n") == "1 of 51 stacks touched"
+    results = Results([Measurement("plan, one more freelancer", "1000", 0.81, 92.4, "1 of 51 stacks touched")])
+    table = render(results, "python -m bench.stacks")
+    assert "| plan, one more freelancer | 1000 | 0.8 s | 92 MiB | 1 of 51 stacks touched |" in table
