@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import yaml
 
@@ -115,7 +116,27 @@ def _to_python(node: yaml.Node, path: PathKey, positions: Positions, errors: lis
 _SCALAR_LOADER = yaml.SafeLoader("")
 # libyaml's parser, when PyYAML was built with it: composing a 1,000-freelancer roster takes ~0.05 s with it
 # and ~0.8 s with the pure-Python parser (bench/RESULTS.md).
-_FAST_LOADER: type[yaml.SafeLoader] | None = getattr(yaml, "CSafeLoader", None)
+_C_LOADER: type[yaml.SafeLoader] | None = getattr(yaml, "CSafeLoader", None)
+_FAST_LOADER: type[yaml.SafeLoader] | None = None
+if _C_LOADER is not None:
+
+    class _CachedResolverLoader(_C_LOADER):  # type: ignore[valid-type,misc]
+        """libyaml's loader, with the tag of each distinct plain scalar resolved once: libyaml calls back into
+        the Python resolver for every scalar (172,000 of them in a 10,000-freelancer roster, mostly the same
+        keys and tiers), and the resolver tries every implicit-type pattern each time."""
+
+        _tags: ClassVar[dict[tuple[type[yaml.Node], str | None, object], str]] = {}
+
+        def resolve(self, kind: type[yaml.Node], value: str | None, implicit: object) -> str:
+            key = (kind, value, implicit)
+            tag = self._tags.get(key)
+            if tag is None:
+                tag = super().resolve(kind, value, implicit)
+                if len(self._tags) < 100_000:
+                    self._tags[key] = tag
+            return tag
+
+    _FAST_LOADER = _CachedResolverLoader
 # Where libyaml and the pure-Python parser disagree (found by differential fuzzing of rosters): tabs, '?' in
 # flow mappings, empty '!' tags. Anchors, aliases and directives are left to the pure parser too.
 _SLOW_PATH_CHARACTERS = frozenset("\t?!&*%")
