@@ -123,10 +123,11 @@ class Bench:
     def plan_and_change(self, n: int, *, up: bool = True) -> None:
         """1 and 2: plan of one more freelancer; then, with every stack existing, preview and up of it."""
         name = f"change{n}"
-        data = roster.generate(n, variant=CHANGE_VARIANT)
+        variant = CHANGE_VARIANT + len(str(n))  # each size its own clients: two stacks never share a namespace
+        data = roster.generate(n, variant=variant)
         base = self.environment(name, data)
         base_copy = shutil.copyfile(base, self.project.dir / f"base-{name}.yaml")
-        head = roster.add_freelancer(data, variant=CHANGE_VARIANT)
+        head = roster.add_freelancer(data, variant=variant)
         target = head["freelancers"][-1]["sandboxes"][0]["client"]
         roster.write(head, base)
         plan = self.sandbox(
