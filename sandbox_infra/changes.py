@@ -171,7 +171,7 @@ def _base(environment: Environment, path: Path, name: str, everything: str | Non
     except InputError as exc:
         raise BaseError(f"--base {name}: {exc.diagnostics[0]}") from exc
     try:
-        plan: Plan | None = environment.plan(environment.load_roster(path, display_name=name))
+        plan: Plan | None = environment.plan(environment.validate(data, positions))
     except InputError:
         plan = None  # an older roster need not be valid under today's rules: then compare nothing
     return Base(name, data, positions, plan, everything or (None if plan else f"{name} is not a valid roster today"))

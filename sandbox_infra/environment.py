@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from sandbox_infra.plan import ALL_SLICES, PLATFORM_SLICE, Plan, SlicePlan, build_plan, stack_name
-from sandbox_infra.roster import Roster, load_roster
+from sandbox_infra.roster import Roster, load_roster, validate
 from sandbox_infra.settings import (
     CLIENT_API_KEYS,
     CONFIG_NAMESPACE,
@@ -27,6 +27,7 @@ from sandbox_infra.settings import (
     StackSettings,
     settings_from_stack_file,
 )
+from sandbox_infra.source import Positions
 
 # Keys of a stack file that describe how its secrets are encrypted; copied as they are.
 _SECRETS_KEYS = ("secretsprovider", "encryptionsalt", "encryptedkey")
@@ -66,6 +67,10 @@ class Environment:
             display_name=display_name or self.settings.roster,
             stack_file=stack_file_name(self.name),
         )
+
+    def validate(self, data: object, positions: Positions) -> Roster:
+        """A roster already loaded (e.g. the base of a change), validated against this environment's settings."""
+        return validate(data, positions, self.settings, stack_file=stack_file_name(self.name))
 
     def plan(self, roster: Roster) -> Plan:
         return build_plan(roster, self.settings)
