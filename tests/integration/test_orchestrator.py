@@ -151,15 +151,24 @@ def test_a_change_to_one_client_runs_only_its_stack(environment: Environment) ->
         assert set(stack["changes"]) == {"same"}, stack
 
 
-def test_adoption_moves_the_single_stack_without_replacing_anything(tmp_path: Path) -> None:
-    environment = _environment(tmp_path, "adopt", {"slice": "all"})
+def _single_stack_layout(tmp_path: Path, name: str) -> Environment:
+    """An environment as earlier versions ran it: `pulumi up` of one stack holding everything."""
+    environment = _environment(tmp_path, name, {"slice": "all"})
     try:
-        # The single-stack layout, as earlier versions ran it: `pulumi up` of one stack holding everything.
         run(
-            ["pulumi", "up", "--stack", "adopt", "--yes", "--skip-preview", "--color", "never"],
+            ["pulumi", "up", "--stack", name, "--yes", "--skip-preview", "--color", "never"],
             cwd=environment.path,
             env=environment.env,
         )
+    except BaseException:
+        _cleanup(environment)
+        raise
+    return environment
+
+
+def test_adoption_moves_the_single_stack_without_replacing_anything(tmp_path: Path) -> None:
+    environment = _single_stack_layout(tmp_path, "adopt")
+    try:
         before = _pvc_uids(environment)
         assert len(before) == 6
 
@@ -182,13 +191,8 @@ def test_adoption_moves_the_single_stack_without_replacing_anything(tmp_path: Pa
 
 
 def test_the_platform_stack_of_the_single_stack_layout_is_not_updated(tmp_path: Path) -> None:
-    environment = _environment(tmp_path, "legacy", {"slice": "all"})
+    environment = _single_stack_layout(tmp_path, "legacy")
     try:
-        run(
-            ["pulumi", "up", "--stack", "legacy", "--yes", "--skip-preview", "--color", "never"],
-            cwd=environment.path,
-            env=environment.env,
-        )
         run(
             ["pulumi", "config", "rm", "--stack", "legacy", "sandbox-infra:slice"],
             cwd=environment.path,
