@@ -13,6 +13,22 @@ from uuid import UUID
 PART_OF = "sandbox-infra"
 MANAGED_BY = "pulumi"
 
+# Label keys and values the policy pack reads too (policies/sandbox_policies/model.py imports them).
+APP_NAME_LABEL = "app.kubernetes.io/name"
+CLIENT_LABEL = "platform.com/client"
+FREELANCER_LABEL = "platform.com/freelancer"
+TIER_LABEL = "platform.com/tier"
+VOLUME_LABEL = "platform.com/volume"
+SANDBOX_APP = "sandbox"
+CLIENT_NAMESPACE_PREFIX = "client-"
+SANDBOX_VOLUMES = ("workspace", "home")
+
+# The Sandbox custom resource's identity (its CRD is declared by platform.py).
+CRD_GROUP = "platform.com"
+CRD_VERSION = "v1"
+CRD_KIND = "Sandbox"
+CRD_PLURAL = "sandboxes"
+
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 # A StatefulSet's pods carry the label controller-revision-hash=<name>-<10-char hash>, which must fit 63.
@@ -20,7 +36,7 @@ _STATEFULSET_MAX = 63 - 11
 
 
 def namespace(client_id: UUID) -> str:
-    return f"client-{client_id}"
+    return f"{CLIENT_NAMESPACE_PREFIX}{client_id}"
 
 
 def sandbox(freelancer_id: UUID) -> str:
@@ -76,25 +92,25 @@ def labels(
 ) -> dict[str, str]:
     """The standard label set carried by every object the platform declares."""
     result = {
-        "app.kubernetes.io/name": name,
+        APP_NAME_LABEL: name,
         "app.kubernetes.io/instance": instance,
         "app.kubernetes.io/component": component,
         "app.kubernetes.io/part-of": PART_OF,
         "app.kubernetes.io/managed-by": MANAGED_BY,
     }
     if client is not None:
-        result["platform.com/client"] = str(client)
+        result[CLIENT_LABEL] = str(client)
     if freelancer is not None:
-        result["platform.com/freelancer"] = str(freelancer)
+        result[FREELANCER_LABEL] = str(freelancer)
     if tier is not None:
-        result["platform.com/tier"] = tier
+        result[TIER_LABEL] = tier
     return result
 
 
 def sandbox_selector(freelancer_id: UUID) -> dict[str, str]:
     """Selects exactly one freelancer's sandbox pod inside a client namespace (immutable on a StatefulSet)."""
-    return {"app.kubernetes.io/name": "sandbox", "platform.com/freelancer": str(freelancer_id)}
+    return {APP_NAME_LABEL: SANDBOX_APP, FREELANCER_LABEL: str(freelancer_id)}
 
 
-SANDBOX_POD_SELECTOR = {"app.kubernetes.io/name": "sandbox"}
+SANDBOX_POD_SELECTOR = {APP_NAME_LABEL: SANDBOX_APP}
 """Selects every sandbox pod of a namespace (NetworkPolicies)."""

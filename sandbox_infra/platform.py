@@ -17,10 +17,10 @@ from sandbox_infra.plan import PlatformPlan
 from sandbox_infra.roster import SandboxState
 from sandbox_infra.tiers import Tier
 
-GROUP = "platform.com"
-VERSION = "v1"
-KIND = "Sandbox"
-PLURAL = "sandboxes"
+GROUP = naming.CRD_GROUP
+VERSION = naming.CRD_VERSION
+KIND = naming.CRD_KIND
+PLURAL = naming.CRD_PLURAL
 API_VERSION = f"{GROUP}/{VERSION}"
 
 

@@ -162,7 +162,7 @@ class FreelancerSandbox(pulumi.ComponentResource):
         fid = plan.freelancer_id
         sandbox_name = plan.name
         labels = naming.labels(
-            name="sandbox",
+            name=naming.SANDBOX_APP,
             instance=sandbox_name,
             component="sandbox",
             client=plan.client_id,
@@ -182,7 +182,7 @@ class FreelancerSandbox(pulumi.ComponentResource):
             }
             volumes[volume] = k8s.core.v1.PersistentVolumeClaim(
                 f"{name}-{volume}",
-                metadata=_metadata(spec.name, args.namespace, {**labels, "platform.com/volume": volume}),
+                metadata=_metadata(spec.name, args.namespace, {**labels, naming.VOLUME_LABEL: volume}),
                 spec=claim,
                 opts=keep,
             )

@@ -11,10 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
-
-import pulumi_kubernetes as k8s
+from typing import TYPE_CHECKING
 
 from sandbox_infra.quantity import format_bytes, format_cpu, parse_quantity
+
+if TYPE_CHECKING:  # only for a type: this module stays free of Pulumi (the policy pack imports it)
+    import pulumi_kubernetes as k8s
 
 GPU_RESOURCE = "nvidia.com/gpu"
 

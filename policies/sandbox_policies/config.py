@@ -17,6 +17,10 @@ from typing import Any
 
 from pulumi_policy import PolicyConfigSchema
 
+from sandbox_infra.naming import API_KEY_SECRET
+from sandbox_infra.quantity import format_bytes, format_cpu
+from sandbox_infra.settings import StackSettings
+from sandbox_infra.tiers import TIERS as PROGRAM_TIERS
 from sandbox_policies.quantity import QuantityError, parse_quantity
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -42,19 +46,29 @@ _BUDGET = {
     "additionalProperties": False,
 }
 
-# The defaults match the stack (sandbox_infra/settings.py and tiers.py).
+
+def _tier_defaults() -> dict[str, Any]:
+    """The program's tier table as the pack's config: a budget per fixed tier, and whether a GPU is allowed.
+    Custom sandboxes carry their own numbers in the roster (the program validates them there)."""
+    table: dict[str, Any] = {}
+    for tier, spec in PROGRAM_TIERS.items():
+        entry: dict[str, Any] = {"gpu": spec.gpu_allowed}
+        if spec.budget is not None:
+            b = spec.budget
+            entry["requests"] = {"cpu": format_cpu(b.requests_cpu), "memory": format_bytes(b.requests_memory)}
+            entry["limits"] = {"cpu": format_cpu(b.limits_cpu), "memory": format_bytes(b.limits_memory)}
+        table[tier.value] = entry
+    return table
+
+
+_STACK = StackSettings()
+# The defaults are the stack's own (sandbox_infra/settings.py, tiers.py, naming.py): one home for each fact.
 DEFAULTS: dict[str, Any] = {
-    ALLOWED_REGISTRIES: ["registry.platform.com/"],
-    STORAGE_CLASSES: ["fast-ssd", "standard"],
-    MAX_STORAGE: "500Gi",
-    TIERS: {
-        "basic": {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"cpu": "2", "memory": "4Gi"}, "gpu": False},
-        "standard": {"requests": {"cpu": "2", "memory": "4Gi"}, "limits": {"cpu": "4", "memory": "8Gi"}, "gpu": False},
-        "premium": {"requests": {"cpu": "4", "memory": "8Gi"}, "limits": {"cpu": "8", "memory": "16Gi"}, "gpu": True},
-        # Custom sandboxes carry their own numbers in the roster (the program validates them there).
-        "custom": {"gpu": True},
-    },
-    API_KEY_SECRET_NAMES: ["gemini-api-key"],
+    ALLOWED_REGISTRIES: list(_STACK.allowed_registries),
+    STORAGE_CLASSES: sorted({_STACK.workspace_storage_class, _STACK.home_storage_class}),
+    MAX_STORAGE: _STACK.max_storage,
+    TIERS: _tier_defaults(),
+    API_KEY_SECRET_NAMES: [API_KEY_SECRET],
     API_KEY_PATTERNS: ["api_key", "apikey", "api-key"],
     METADATA_CIDRS: ["169.254.169.254/32", "fd00:ec2::254/128"],
     POD_NETWORK_CIDRS: ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10"],

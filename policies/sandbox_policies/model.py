@@ -17,6 +17,17 @@ from typing import Any, Final
 from pulumi_policy import PolicyResource, ResourceValidationArgs
 from pulumi_policy.proxy import UnknownValueError
 
+# The platform's naming facts have one home, in the program; the pack imports them.
+from sandbox_infra.naming import (
+    CLIENT_LABEL,
+    CLIENT_NAMESPACE_PREFIX,
+    CRD_GROUP,
+    CRD_KIND,
+    CRD_VERSION,
+    SANDBOX_APP,
+    SANDBOX_VOLUMES,
+)
+
 
 class Unknown:
     """A value the engine cannot know yet (a preview of something that depends on a new resource)."""
@@ -34,6 +45,7 @@ class Unknown:
 
 UNKNOWN: Final = Unknown()
 
+
 # Pulumi type tokens of what the program declares (pulumi-kubernetes 4.x).
 NAMESPACE = "kubernetes:core/v1:Namespace"
 RESOURCE_QUOTA = "kubernetes:core/v1:ResourceQuota"
@@ -43,7 +55,7 @@ SECRET = "kubernetes:core/v1:Secret"
 PVC = "kubernetes:core/v1:PersistentVolumeClaim"
 SERVICE = "kubernetes:core/v1:Service"
 STATEFULSET = "kubernetes:apps/v1:StatefulSet"
-SANDBOX = "kubernetes:platform.com/v1:Sandbox"
+SANDBOX = f"kubernetes:{CRD_GROUP}/{CRD_VERSION}:{CRD_KIND}"
 
 # Workloads whose pod templates the container policies check, and where each keeps its pod spec.
 POD_SPEC_PATHS: Final[dict[str, tuple[str, ...]]] = {
@@ -56,20 +68,11 @@ POD_SPEC_PATHS: Final[dict[str, tuple[str, ...]]] = {
     "kubernetes:batch/v1:CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
 }
 
-# The platform's naming and labelling facts (sandbox_infra/naming.py).
-CLIENT_LABEL = "platform.com/client"
-FREELANCER_LABEL = "platform.com/freelancer"
-TIER_LABEL = "platform.com/tier"
-VOLUME_LABEL = "platform.com/volume"
-APP_NAME_LABEL = "app.kubernetes.io/name"
-SANDBOX_APP = "sandbox"
-CLIENT_NAMESPACE_PREFIX = "client-"
+# The platform's naming and labelling facts come from the program (sandbox_infra/naming.py, tiers.py).
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
-SANDBOX_VOLUMES = ("workspace", "home")
-GPU_RESOURCE = "nvidia.com/gpu"
 _UUID = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
-SANDBOX_NAME = re.compile(rf"^sandbox-(?P<id>{_UUID})$")
-VOLUME_NAME = re.compile(rf"^(?P<volume>workspace|home)-(?P<id>{_UUID})$")
+SANDBOX_NAME = re.compile(rf"^{SANDBOX_APP}-(?P<id>{_UUID})$")
+VOLUME_NAME = re.compile(rf"^(?P<volume>{'|'.join(SANDBOX_VOLUMES)})-(?P<id>{_UUID})$")
 
 
 def to_plain(value: object) -> Any:

@@ -13,9 +13,9 @@ import ipaddress
 from collections.abc import Mapping
 from typing import Any
 
+from sandbox_infra.naming import CLIENT_NAMESPACE_PREFIX
 from sandbox_policies.config import IPNetwork
 from sandbox_policies.model import (
-    CLIENT_NAMESPACE_PREFIX,
     NAMESPACE_NAME_LABEL,
     NETWORK_POLICY,
     UNKNOWN,

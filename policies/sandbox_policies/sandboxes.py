@@ -9,16 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from sandbox_infra.naming import FREELANCER_LABEL, SANDBOX_VOLUMES, VOLUME_LABEL
 from sandbox_policies.model import (
-    FREELANCER_LABEL,
     PVC,
     SANDBOX,
     SANDBOX_NAME,
-    SANDBOX_VOLUMES,
     SERVICE,
     STATEFULSET,
     UNKNOWN,
-    VOLUME_LABEL,
     VOLUME_NAME,
     Resource,
     Violation,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from sandbox_policies.model import SANDBOX_VOLUMES, UNKNOWN, VOLUME_LABEL, VOLUME_NAME, Resource, get
+from sandbox_infra.naming import SANDBOX_VOLUMES, VOLUME_LABEL
+from sandbox_policies.model import UNKNOWN, VOLUME_NAME, Resource, get
 from sandbox_policies.quantity import QuantityError, parse_quantity
 
 

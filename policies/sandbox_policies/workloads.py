@@ -10,19 +10,10 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
+from sandbox_infra.naming import APP_NAME_LABEL, SANDBOX_APP, TIER_LABEL
+from sandbox_infra.tiers import GPU_RESOURCE
 from sandbox_policies.config import TierBudget
-from sandbox_policies.model import (
-    APP_NAME_LABEL,
-    GPU_RESOURCE,
-    SANDBOX_APP,
-    TIER_LABEL,
-    UNKNOWN,
-    Resource,
-    as_dict,
-    as_list,
-    containers,
-    get,
-)
+from sandbox_policies.model import UNKNOWN, Resource, as_dict, as_list, containers, get
 from sandbox_policies.quantity import QuantityError, format_quantity, parse_quantity
 
 SIDES = ("requests", "limits")

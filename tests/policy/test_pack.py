@@ -248,3 +248,28 @@ def test_ip_blocks() -> None:
     pods = config.pod_network_cidrs({})
     assert admitted({"cidr": "0.0.0.0/0", "except": [str(p) for p in pods]}, pods) == []
     assert [str(n) for n in admitted({"cidr": "172.20.0.0/16"}, pods)] == ["172.16.0.0/12"]
+
+
+def test_the_pack_depends_on_the_programs_pure_modules_only() -> None:
+    """The dependency direction the pack's docstring states: the pack imports sandbox_infra's pure modules
+    (no Pulumi program, no pulumi-kubernetes); the program never imports the pack."""
+    import json
+    import re
+    import subprocess
+    import sys
+
+    code = (
+        "import json, sys; sys.path[:0] = ['policies', '.']; import sandbox_policies.pack; "
+        "print(json.dumps([m for m in sys.modules if m.startswith(('sandbox_infra', 'pulumi_kubernetes'))]))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    modules = set(json.loads(loaded.stdout))
+    assert modules <= {
+        "sandbox_infra",
+        "sandbox_infra.naming",
+        "sandbox_infra.quantity",
+        "sandbox_infra.settings",
+        "sandbox_infra.tiers",
+    }, modules
+    for path in (REPO / "sandbox_infra").glob("*.py"):
+        assert not re.search(r"^\s*(from|import) sandbox_policies", path.read_text(), re.MULTILINE), path
