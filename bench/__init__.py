@@ -1,1 +1,2 @@
-"""Scale benchmarks (issue #6): ``make bench`` / ``python -m bench``; results in bench/RESULTS.md."""
+"""Scale benchmarks: ``make bench`` (one stack for everything, bench/RESULTS.md) and ``make bench-stacks``
+(the split layout, bench/STACKS.md)."""

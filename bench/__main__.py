@@ -24,7 +24,10 @@ HERE = Path(__file__).resolve().parent
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench", description="Scale benchmarks (issue #6).")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Scale benchmarks of the single-stack layout (the baseline of bench.stacks).",
+    )
     parser.add_argument("--quick", action="store_true", help="N = 10, 100 only; write bench/RESULTS.quick.md")
     parser.add_argument("--sizes", help="comma-separated roster sizes (default 10,100,1000)")
     parser.add_argument("--up-size", type=int, default=100, help="N for pulumi up vs kubectl (0: skip)")

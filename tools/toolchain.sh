@@ -82,7 +82,7 @@ install_plugin() { # install_plugin NAME VERSION BINARY
 main() {
   local start=$SECONDS
   if [[ "${1:-}" == "venv" ]]; then ensure_venv; return; fi
-  command -v go >/dev/null || die "go is not installed; install Go >= 1.26 (see README)"
+  command -v go >/dev/null || die "go is not installed; install Go >= 1.26 (README, first lines)"
   mkdir -p "$PULUMI_HOME" "$SANDBOX_INFRA_CACHE/state"
   ensure_venv
   is_complete "$PULUMI_BIN_DIR" || step "pulumi CLI + python language host -> $PULUMI_BIN_DIR" build_into "$PULUMI_BIN_DIR" build_pulumi

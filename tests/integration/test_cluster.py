@@ -368,7 +368,7 @@ def test_limit_range_defaults_are_applied(kubectl: Kubectl, namespace: Callable[
 
 
 def test_network_policy_is_accepted(kubectl: Kubectl, namespace: Callable[..., str]) -> None:
-    # Accepted and stored, not enforced: the local cluster has no CNI (see README).
+    # Accepted and stored, not enforced: the local cluster has no CNI (docs/local-cluster.md).
     ns = namespace()
     kubectl(
         "create",
