@@ -36,7 +36,8 @@ OPERATIONS = ("preview", "up", "refresh")
 POLICY_PACK = "policies/serve"
 QUOTA_RACE = "Operation cannot be fulfilled on resourcequotas"
 QUOTA_RACE_RETRIES = 2
-# What one stack's run holds in memory at most (engine, program, provider, policy pack; bench/RESULTS.md).
+# What one stack's run holds in memory at most (engine, program, provider, policy pack; about 600 MiB
+# measured in bench/STACKS.md), with a margin.
 STACK_MEMORY = 700 * 2**20
 ENGINE_ENV = {
     "PULUMI_SKIP_UPDATE_CHECK": "true",
@@ -157,12 +158,18 @@ class Orchestrator:
         # Client stacks are created with the environment's secrets provider (absent: the passphrase), whose
         # key their copied ciphertexts need.
         provider = environment.document.get("secretsprovider")
-        self.workspace = _Workspace(
-            work_dir=str(environment.project_dir),
-            env_vars=dict(self._env),
-            secrets_provider=str(provider) if provider else None,
-        )
-        self.workspace.known = {s.name for s in self.workspace.list_stacks()}
+        try:
+            self.workspace = _Workspace(
+                work_dir=str(environment.project_dir),
+                env_vars=dict(self._env),
+                secrets_provider=str(provider) if provider else None,
+            )
+            self.workspace.known = {s.name for s in self.workspace.list_stacks()}
+        except (auto.CommandError, auto.InvalidVersionError, FileNotFoundError) as exc:
+            raise OrchestratorError(
+                f"cannot list the stacks of {environment.project_dir} (is `pulumi` on PATH and the backend "
+                f"{os.environ.get('PULUMI_BACKEND_URL', '(pulumi login)')} reachable?): {str(exc).strip()[-500:]}"
+            ) from exc
 
     def select(self, plan: Plan, touched: Touched, *, everything: bool) -> list[StackRun]:
         return select_runs(self.environment, plan, touched, self.workspace.known, everything=everything)
@@ -298,6 +305,9 @@ class Orchestrator:
             except auto.CommandError as exc:
                 run.status = "failed"
                 run.error = _first_error(errors, output, str(exc))
+            except Exception as exc:  # any other failure of one stack must not stop the others, nor print a traceback
+                run.status = "failed"
+                run.error = f"{type(exc).__name__}: {exc}"
             if (
                 run.status == "failed"
                 and operation == "up"

@@ -309,3 +309,10 @@ def test_usage_errors_exit_2(project: Path) -> None:
     assert _cli(project, "plan", "--env", "qa")[0] == 2
     assert _cli(project, "preview", "--env", "dev", "--shard", "3/2")[0] == 2
     assert _cli(project, "plan", "--env", "dev", "--base", "nowhere")[0] == 2
+
+
+def test_no_engine_is_a_clear_error_not_a_traceback(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(project))  # no `pulumi` anywhere
+    code, _, err = _cli(project, "preview", "--env", "dev")
+    assert code == 2
+    assert err.startswith("error: cannot list the stacks of") and "is `pulumi` on PATH" in err
