@@ -251,7 +251,10 @@ class Orchestrator:
         return runs
 
     def _prepare(self, plan: Plan, runs: Iterable[StackRun]) -> None:
-        """Write the generated config of every client stack, and create the stacks that do not exist."""
+        """Write the generated config of every client stack, then create the stacks that do not exist.
+
+        The config is written first: ``pulumi stack init`` keeps the encryption salt it finds in the file
+        (the environment's, which the copied secrets need) and records it in the new stack's state."""
         for run in runs:
             if run.slice != PLATFORM_SLICE:
                 group = plan.slice(run.slice)
@@ -259,15 +262,12 @@ class Orchestrator:
                 self.environment.write_stack_file(group)
             if run.stack not in self.workspace.known:
                 self._say(f"creating stack {run.stack}")
-                self.workspace.create_stack(run.stack)
+                try:
+                    self.workspace.create_stack(run.stack)
+                except auto.CommandError as exc:
+                    raise OrchestratorError(f"cannot create stack {run.stack}: {str(exc).strip()[-500:]}") from exc
                 self.workspace.known.add(run.stack)
                 run.created = True
-                if run.slice != PLATFORM_SLICE:
-                    # `stack init` may have written its own encryption salt: the environment's is the one
-                    # whose secrets the file carries.
-                    group = plan.slice(run.slice)
-                    assert group is not None
-                    self.environment.write_stack_file(group)
 
     def _run_all(self, operation: str, runs: list[StackRun], refresh: bool) -> None:
         if not runs:
