@@ -117,6 +117,11 @@ def _stacks(args: argparse.Namespace) -> int:
     change = touched(
         base.plan if base else None, plan, everything=base.everything if base else "no --base: every stack"
     )
+    known = {PLATFORM_SLICE, *(s.id for s in plan.slices)}
+    unknown = sorted(o for o in args.only or [] if o not in known and o not in {environment.stack(k) for k in known})
+    if unknown:
+        print(f"error: --only {', '.join(unknown)}: no such slice or stack in {environment.name}", file=sys.stderr)
+        return 2
     if args.command == "plan":
         return _print_plan(environment, plan, change, args)
     from sandbox_infra.orchestrator import Orchestrator, OrchestratorError, Report  # the engine's client: not for plan

@@ -316,3 +316,9 @@ def test_no_engine_is_a_clear_error_not_a_traceback(project: Path, monkeypatch: 
     code, _, err = _cli(project, "preview", "--env", "dev")
     assert code == 2
     assert err.startswith("error: cannot list the stacks of") and "is `pulumi` on PATH" in err
+
+
+def test_only_names_a_slice_that_exists(project: Path) -> None:
+    code, _, err = _cli(project, "plan", "--env", "dev", "--only", "client-typo")
+    assert code == 2 and err == "error: --only client-typo: no such slice or stack in dev\n"
+    assert _cli(project, "plan", "--env", "dev", "--only", f"dev-client-{ACME}")[0] == 0
