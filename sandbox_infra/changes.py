@@ -14,7 +14,7 @@ import re
 import subprocess
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from sandbox_infra.environment import Environment
@@ -31,7 +31,6 @@ class Touched:
 
     slices: dict[str, str]
     removed: tuple[str, ...] = ()
-    notes: tuple[str, ...] = field(default=())
 
 
 def _short(value: object) -> str:

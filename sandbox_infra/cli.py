@@ -129,9 +129,7 @@ def _stacks(args: argparse.Namespace) -> int:
     try:
         orchestrator = Orchestrator(environment, parallel=args.parallel)
         runs = orchestrator.select(plan, change, everything=args.all)
-        wanted = set(args.only or [])
-        runs = [r for r in runs if not wanted or r.slice in wanted or r.stack in wanted]
-        chosen = set(shard([r.stack for r in runs], args.shard))
+        chosen = _selected(environment, [r.slice for r in runs], args)
         runs = [r for r in runs if r.stack in chosen]
         orphans = orchestrator.orphans(plan)
         print(
@@ -186,9 +184,16 @@ def _adopt(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _selected(environment: Environment, slices: Sequence[str], args: argparse.Namespace) -> set[str]:
+    """The stacks of ``slices`` that ``--only`` and ``--shard`` keep (the same for plan and the runs)."""
+    wanted = set(args.only or [])
+    stacks = [environment.stack(s) for s in slices if not wanted or s in wanted or environment.stack(s) in wanted]
+    return set(shard(stacks, args.shard))
+
+
 def _print_plan(environment: Environment, plan: Plan, change: Touched, args: argparse.Namespace) -> int:
-    stacks = {environment.stack(s): why for s, why in change.slices.items()}
-    stacks = {s: stacks[s] for s in shard(list(stacks), args.shard)}
+    chosen = _selected(environment, list(change.slices), args)
+    stacks = {environment.stack(s): why for s, why in change.slices.items() if environment.stack(s) in chosen}
     if args.json:
         print(
             json.dumps({"environment": environment.name, "stacks": stacks, "removed": list(change.removed)}, indent=2)

@@ -25,7 +25,8 @@ from sandbox_infra.settings import (
     ENVIRONMENT_RULE,
     SettingsError,
     StackSettings,
-    settings_from_stack_file,
+    read_stack_file,
+    settings_from_stack_document,
 )
 from sandbox_infra.source import Positions
 
@@ -54,17 +55,12 @@ class Environment:
     def settings_file(self) -> Path:
         return self.project_dir / stack_file_name(self.name)
 
-    @property
-    def roster_path(self) -> Path:
-        return self.project_dir / self.settings.roster
-
-    def load_roster(self, path: Path | None = None, *, display_name: str | None = None) -> Roster:
-        """The environment's roster (or another one, e.g. the base of a change), validated against its settings."""
-        target = path or self.roster_path
+    def load_roster(self) -> Roster:
+        """The environment's roster, validated against its settings."""
         return load_roster(
-            target,
+            self.project_dir / self.settings.roster,
             self.settings,
-            display_name=display_name or self.settings.roster,
+            display_name=self.settings.roster,
             stack_file=stack_file_name(self.name),
         )
 
@@ -115,7 +111,8 @@ def load_environment(name: str, project_dir: Path, *, adopting: bool = False) ->
     path = project_dir / stack_file_name(name)
     if not path.is_file():
         raise SettingsError(f"{path.name}: no such settings file for environment {name!r} in {project_dir}")
-    settings = settings_from_stack_file(path)
+    document = read_stack_file(path)
+    settings = settings_from_stack_document(document)
     allowed = (PLATFORM_SLICE, ALL_SLICES) if adopting else (PLATFORM_SLICE,)
     if settings.slice not in allowed or settings.environment not in ("", name):
         raise SettingsError(
@@ -123,5 +120,4 @@ def load_environment(name: str, project_dir: Path, *, adopting: bool = False) ->
             f"for client stacks; the environment file is the platform stack's (remove them, or run "
             f"`python -m sandbox_infra adopt --env {name}` if this stack still holds every client)"
         )
-    document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     return Environment(name=name, project_dir=project_dir, settings=settings, document=document)

@@ -379,8 +379,9 @@ def _strip_ansi(text: str) -> str:
 def _first_error(errors: list[str], output: list[str], fallback: str) -> str:
     """The engine's own error lines when it reported any, else the tail of the command's output."""
     lines = [e for e in errors if e] or [_strip_ansi(line).rstrip() for line in output[-15:] if line.strip()]
-    text = "\n".join(lines) if lines else fallback.strip().splitlines()[-1] if fallback.strip() else "failed"
-    return text[:4000]
+    if not lines:
+        lines = fallback.strip().splitlines()[-1:] or ["failed"]
+    return "\n".join(lines)[:4000]
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -149,12 +150,19 @@ def settings_from_mapping(values: Mapping[str, object], *, secret_keys: Mapping[
     return settings
 
 
-def settings_from_stack_file(path: Path) -> StackSettings:
-    """Read ``Pulumi.<stack>.yaml`` without Pulumi: plain values, and which secrets are set."""
+def read_stack_file(path: Path) -> dict[str, Any]:
+    """``Pulumi.<stack>.yaml`` as data; raises :class:`SettingsError` naming the file."""
     try:
         document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise SettingsError(f"{path}: cannot read stack settings: {exc}") from exc
+    if not isinstance(document, dict) or not isinstance(document.get("config") or {}, dict):
+        raise SettingsError(f"{path}: cannot read stack settings: expected a mapping with a 'config' mapping")
+    return document
+
+
+def settings_from_stack_document(document: Mapping[str, Any]) -> StackSettings:
+    """Settings from a loaded stack file, without Pulumi: plain values, and which secrets are set."""
     config = document.get("config") or {}
     prefix = f"{CONFIG_NAMESPACE}:"
     plain: dict[str, object] = {}
@@ -169,3 +177,8 @@ def settings_from_stack_file(path: Path) -> StackSettings:
         else:
             plain[key] = value
     return settings_from_mapping(plain, secret_keys=secrets)
+
+
+def settings_from_stack_file(path: Path) -> StackSettings:
+    """Read ``Pulumi.<stack>.yaml`` without Pulumi: plain values, and which secrets are set."""
+    return settings_from_stack_document(read_stack_file(path))

@@ -210,6 +210,7 @@ def test_a_client_stack_gets_the_environment_config_and_only_its_own_key(project
         ("Dev", ENV_FILE, "is not an environment name"),
         ("qa", ENV_FILE, "Pulumi.qa.yaml: no such settings file"),
         ("dev", ENV_FILE + "  sandbox-infra:slice: all\n", "set by the orchestrator"),
+        ("dev", "- not a mapping\n", "expected a mapping with a 'config' mapping"),
     ],
 )
 def test_bad_environments_are_refused(project: Path, name: str, text: str, message: str) -> None:
@@ -321,4 +322,9 @@ def test_no_engine_is_a_clear_error_not_a_traceback(project: Path, monkeypatch: 
 def test_only_names_a_slice_that_exists(project: Path) -> None:
     code, _, err = _cli(project, "plan", "--env", "dev", "--only", "client-typo")
     assert code == 2 and err == "error: --only client-typo: no such slice or stack in dev\n"
-    assert _cli(project, "plan", "--env", "dev", "--only", f"dev-client-{ACME}")[0] == 0
+    code, out, _ = _cli(project, "plan", "--env", "dev", "--only", f"dev-client-{ACME}", "--only", "platform")
+    assert code == 0
+    assert (
+        out
+        == f"dev: 2 of 4 stacks touched\n  dev: no --base: every stack\n  dev-client-{ACME}: no --base: every stack\n"
+    )
