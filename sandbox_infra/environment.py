@@ -19,7 +19,6 @@ import yaml
 from sandbox_infra.plan import ALL_SLICES, PLATFORM_SLICE, Plan, SlicePlan, build_plan, stack_name
 from sandbox_infra.roster import Roster, load_roster, validate
 from sandbox_infra.settings import (
-    CLIENT_API_KEYS,
     CONFIG_NAMESPACE,
     ENVIRONMENT,
     ENVIRONMENT_RULE,
@@ -75,16 +74,12 @@ class Environment:
         return stack_name(self.name, slice_id)
 
     def stack_config(self, group: SlicePlan) -> dict[str, Any]:
-        """The generated stack file of a client slice: the environment's config, narrowed to its clients' keys."""
+        """The generated stack file of a client slice: the environment's config, with the slice it declares.
+
+        Every client's key is copied, not only the slice's: the program validates the whole roster, and a
+        client without a key is an error wherever it is checked. Dropping the others would not hide them
+        either, since the same passphrase or KMS key opens every copy."""
         config = dict(self.document.get("config") or {})
-        client_keys = config.get(f"{CONFIG_NAMESPACE}:{CLIENT_API_KEYS}")
-        if isinstance(client_keys, dict) and "secure" not in client_keys:
-            mine = {str(t.client_id) for t in group.tenants}
-            narrowed = {k: v for k, v in client_keys.items() if str(k) in mine}
-            if narrowed:
-                config[f"{CONFIG_NAMESPACE}:{CLIENT_API_KEYS}"] = narrowed
-            else:
-                del config[f"{CONFIG_NAMESPACE}:{CLIENT_API_KEYS}"]
         config[f"{CONFIG_NAMESPACE}:environment"] = self.name
         config[f"{CONFIG_NAMESPACE}:slice"] = group.id
         document = {k: self.document[k] for k in _SECRETS_KEYS if k in self.document}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from decimal import Decimal
 from pathlib import Path
@@ -202,3 +203,29 @@ def test_missing_api_key_registers_nothing(tmp_path: Path, example_roster: Path)
     with pytest.raises(program.ProgramError, match="is invalid"):
         run_program(program.main, config=config, recorder=recorder)
     assert recorder.resources == []
+
+
+def test_a_client_stack_with_per_client_keys_only_validates_the_whole_roster(
+    tmp_path: Path, example_roster: Path
+) -> None:
+    """An environment with a key per client and no default: each client stack's generated config must
+    still let its program validate every client of the roster (each has a key), not only its own."""
+    from sandbox_infra.environment import load_environment
+
+    keys = "".join(f"    {c}:\n      secure: v1:ciphertext-{c[:4]}\n" for c in ACME_GLOBEX_INITECH)
+    (tmp_path / "Pulumi.dev.yaml").write_text(f"config:\n  sandbox-infra:clientGeminiApiKeys:\n{keys}")
+    (tmp_path / "roster.yaml").write_text(example_roster.read_text())
+    environment = load_environment("dev", tmp_path)
+    acme = environment.plan(environment.load_roster()).slice(f"client-{ACME_GLOBEX_INITECH[0]}")
+    assert acme is not None
+    generated = environment.stack_config(acme)["config"]
+    present = set(generated["sandbox-infra:clientGeminiApiKeys"])
+    config = {
+        "sandbox-infra:roster": str(tmp_path / "roster.yaml"),
+        "sandbox-infra:slice": acme.id,
+        "sandbox-infra:clientGeminiApiKeys": json.dumps({c: f"key-{c[:4]}" for c in present}),
+    }
+    recorder = run_program(program.main, config=config, secret_keys=["sandbox-infra:clientGeminiApiKeys"])
+    secrets = recorder.by_type("kubernetes:core/v1:Secret")
+    assert len(secrets) == 1
+    assert resolve(pulumi.Output.from_input(secrets[0].props["string_data"])) == {"api_key": "key-0b0e"}
