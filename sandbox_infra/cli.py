@@ -104,7 +104,7 @@ def _stacks(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        roster = environment.load_roster()
+        roster, plan_key = environment.load_roster_keyed()
     except InputError as exc:
         for diagnostic in exc.diagnostics:
             print(diagnostic)
@@ -136,7 +136,7 @@ def _stacks(args: argparse.Namespace) -> int:
             f"==> {args.command} of {len(runs)} stack(s) of {environment.name}, {orchestrator.parallel} at a time",
             file=sys.stderr,
         )
-        orchestrator.run(args.command, plan, runs, refresh=args.refresh)
+        orchestrator.run(args.command, plan, runs, refresh=args.refresh, plan_key=plan_key)
     except OrchestratorError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

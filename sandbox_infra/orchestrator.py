@@ -27,6 +27,7 @@ from typing import Any, TextIO
 
 from pulumi import automation as auto
 
+from sandbox_infra import handoff
 from sandbox_infra.adoption import SANDBOX_TYPE, TENANT_TYPE, planned_moves
 from sandbox_infra.changes import Touched
 from sandbox_infra.environment import Environment
@@ -220,15 +221,32 @@ class Orchestrator:
 
     # ---- running ---------------------------------------------------------------------------------------
 
-    def run(self, operation: str, plan: Plan, runs: list[StackRun], *, refresh: bool = False) -> list[StackRun]:
-        """Run ``operation`` on every stack in ``runs``; returns them with their outcome."""
+    def run(
+        self, operation: str, plan: Plan, runs: list[StackRun], *, refresh: bool = False, plan_key: str | None = None
+    ) -> list[StackRun]:
+        """Run ``operation`` on every stack in ``runs``; returns them with their outcome.
+
+        ``plan_key``: what ``plan`` was computed from (:func:`sandbox_infra.handoff.key`); with it, each stack
+        receives its part of the plan instead of parsing the roster again."""
         if operation not in OPERATIONS:
             raise OrchestratorError(f"unknown operation {operation!r} (expected one of {', '.join(OPERATIONS)})")
         if operation == "up":
             self._refuse_unadopted(runs)
         self._prepare(plan, runs)
-        # A preview writes no state, so the engine's per-step checkpoints (quadratic in the stack's size) go.
-        self.workspace.env_vars = {**self._env, **(PREVIEW_ENV if operation == "preview" else {})}
+        with handoff.plan_directory() as plan_dir:
+            env = dict(self._env)
+            if plan_key is not None:
+                handoff.write(plan_dir, plan, plan_key, {r.slice for r in runs})
+                env[handoff.PLAN_DIR_ENV] = str(plan_dir)
+            # A preview writes no state, so the engine's per-step checkpoints (quadratic in the stack's size) go.
+            self.workspace.env_vars = {**env, **(PREVIEW_ENV if operation == "preview" else {})}
+            try:
+                return self._run_ordered(operation, runs, refresh)
+            finally:
+                self.workspace.env_vars = dict(self._env)
+
+    def _run_ordered(self, operation: str, runs: list[StackRun], refresh: bool) -> list[StackRun]:
+        """The platform stack first (but for previews), then the client stacks, with a progress ticker."""
         platform = [r for r in runs if r.slice == PLATFORM_SLICE]
         clients = [r for r in runs if r.slice != PLATFORM_SLICE]
         started = time.monotonic()

@@ -16,6 +16,7 @@ from uuid import UUID
 import pulumi
 import pulumi_kubernetes as k8s
 
+from sandbox_infra import handoff
 from sandbox_infra.plan import ALL_SLICES, PLATFORM_SLICE, ApiKeySource, Plan, build_plan
 from sandbox_infra.platform import Platform, PlatformArgs
 from sandbox_infra.roster import load_roster
@@ -122,12 +123,8 @@ def api_keys(plan: Plan, config: pulumi.Config) -> dict[UUID, pulumi.Input[str]]
     return keys
 
 
-def main() -> None:
-    """Entry point of ``__main__.py``."""
-    quiet_debug_logs()
-    install_linear_wait()
-    config = pulumi.Config(CONFIG_NAMESPACE)
-    settings = read_settings()
+def load_plan(settings: StackSettings) -> Plan:
+    """Load and validate the whole roster, and plan it; a bad roster stops the program before any resource."""
     stack_file = f"Pulumi.{settings.environment or pulumi.get_stack()}.yaml"
     try:
         roster = load_roster(Path(settings.roster), settings, display_name=settings.roster, stack_file=stack_file)
@@ -137,7 +134,16 @@ def main() -> None:
         raise ProgramError(
             f"{settings.roster} is invalid ({len(exc.diagnostics)} errors above); nothing was changed"
         ) from None
-    plan = build_plan(roster, settings)
+    return build_plan(roster, settings)
+
+
+def main() -> None:
+    """Entry point of ``__main__.py``."""
+    quiet_debug_logs()
+    install_linear_wait()
+    config = pulumi.Config(CONFIG_NAMESPACE)
+    settings = read_settings()
+    plan = handoff.receive(settings, Path(settings.roster)) or load_plan(settings)
     provider = k8s.Provider("kubernetes", enable_server_side_apply=True)
     for key, value in build(plan, settings.slice, api_keys(plan, config), provider).items():
         pulumi.export(key, value)
