@@ -69,6 +69,21 @@ def test_yaml_syntax_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert out[0].startswith("roster.yaml:3:1: YAML syntax error:")
 
 
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("!foo bar", "could not determine a constructor for the tag '!foo'"),
+        ("!!binary xx", "failed to decode base64 data: Incorrect padding"),
+    ],
+)
+def test_a_value_no_safe_constructor_takes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], value: str, problem: str
+) -> None:
+    code, out = check(tmp_path, f"version: 1\nclients: {value}\n", capsys)
+    assert code == 1
+    assert out == [f"roster.yaml:2:10: clients: cannot read this value: {problem}"]
+
+
 def test_unreadable_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["check", str(tmp_path / "missing.yaml"), "--project-dir", str(tmp_path)])
     out = capsys.readouterr().out
