@@ -275,3 +275,13 @@ def test_the_pack_depends_on_the_programs_pure_modules_only() -> None:
     }, modules
     for path in (REPO / "sandbox_infra").glob("*.py"):
         assert not re.search(r"^\s*(from|import) sandbox_policies", path.read_text(), re.MULTILINE), path
+
+
+def test_the_orchestrator_names_the_packs_digest_rule() -> None:
+    """The orchestrator (which never imports the pack) makes this rule advisory by name: the name must exist."""
+    from sandbox_policies.pack import DIGEST_POLICY
+
+    from sandbox_infra import orchestrator
+
+    assert orchestrator.DIGEST_POLICY == DIGEST_POLICY
+    assert DIGEST_POLICY in {policy.name for policy in all_policies()}
