@@ -61,7 +61,7 @@ class StackSettings:
     require_image_digests: bool = True
     """Every image (these settings and the roster's per-user ``image``) must carry an ``@sha256:`` digest, so
     what runs is exactly what was reviewed. On by default, as in production; ``false`` allows tags alone
-    (the policy pack's digest rule then only warns)."""
+    (and the orchestrator makes the policy pack's digest rule advisory)."""
 
     allowed_registries: tuple[str, ...] = ("registry.platform.com/",)
     """Image prefixes pods may pull from (also the policy pack's default)."""

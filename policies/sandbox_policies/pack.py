@@ -154,7 +154,7 @@ def all_policies() -> list[Policy]:
         ),
         resource_policy(
             name="kubernetes-core-v1-pod-api-keys-from-secrets",
-            description="Containers take API keys from a Secret (env valueFrom.secretKeyRef), never a literal value.",
+            description="No container sets an API key as a literal env value: keys come from Secrets, as files.",
             remediation=_steps(workloads.FIX_API_KEYS),
             types=WORKLOAD_TYPES,
             check=lambda r, c: workloads.check_api_key_env(r, config.api_key_patterns(c)),
