@@ -13,7 +13,7 @@ help: ## list the targets ([build]: needs the long Go build, cached; [cluster]: 
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 .PHONY: venv
-venv: ## the Python virtualenv only (seconds to a minute): all that check, lint and unit need
+venv: ## the Python virtualenvs only (the program's, and the scanner's; a minute or two once): all that check, lint and unit need
 	@tools/toolchain.sh venv
 
 .PHONY: toolchain
@@ -49,8 +49,9 @@ preview: toolchain cluster-up ## [build+cluster] check the roster and preview th
 	@tools/up.sh --preview $(ENVIRONMENT)
 
 .PHONY: lint
-lint: venv ## ruff + mypy --strict
+lint: venv ## ruff + mypy --strict + the Kubernetes scanner (checkov) over every object the example roster declares
 	@$(PYTHON_VENV)/bin/ruff check . && $(PYTHON_VENV)/bin/ruff format --check . && $(PYTHON_VENV)/bin/mypy
+	@$(PY) -m tests.scanner
 
 .PHONY: unit
 unit: venv ## unit and policy tests under mocks: no engine, no cluster

@@ -117,7 +117,7 @@ def load_environment(name: str, project_dir: Path, *, adopting: bool = False) ->
     if not path.is_file():
         raise SettingsError(f"{path.name}: no such settings file for environment {name!r} in {project_dir}")
     document = read_stack_file(path)
-    settings = settings_from_stack_document(document)
+    settings = settings_from_stack_document(document, path=path)
     allowed = (PLATFORM_SLICE, ALL_SLICES) if adopting else (PLATFORM_SLICE,)
     if settings.slice not in allowed or settings.environment not in ("", name):
         raise SettingsError(

@@ -16,7 +16,9 @@ from typing import Any
 
 import yaml
 
+from sandbox_infra.images import reference_problem, tag_problem
 from sandbox_infra.quantity import QuantityError, parse_quantity
+from sandbox_infra.source import InputError, load_yaml
 
 CONFIG_NAMESPACE = "sandbox-infra"
 # Keys whose values are secrets: only their presence is read outside Pulumi.
@@ -42,14 +44,24 @@ class StackSettings:
     gemini_cli_image: str = "registry.platform.com/sandboxes/gemini-cli"
     """Repository of the base Gemini CLI sandbox image (seed section 2.1)."""
 
-    gemini_cli_tag: str = "0.19.4"
-    """Pinned tag of the base image, used when a sandbox names no image of its own."""
+    # The digests of these defaults are placeholders (sha256 of "placeholder: <image> <version>"): the registry
+    # is an example too, and the local cluster pulls no image. A real stack sets its own (docs/hardening.md).
+    gemini_cli_tag: str = "0.19.4@sha256:f11935bc596ce19da04bc6dd99489e1ebbe067104bf113d56bf99e32a9e893a0"
+    """Tag of the base image, pinned by digest (``TAG@sha256:DIGEST``), used when a sandbox names no image."""
 
     user_image_prefix: str = "registry.platform.com/sandboxes/gemini-cli-user-"
-    """Per-user images committed by the platform live at ``<prefix><freelancer-id>:<tag>``."""
+    """Per-user images committed by the platform live at ``<prefix><freelancer-id>:<tag>[@sha256:<digest>]``."""
 
-    code_server_image: str = "registry.platform.com/mirror/code-server:4.105.1"
-    """code-server, pinned, mirrored into the platform registry."""
+    code_server_image: str = (
+        "registry.platform.com/mirror/code-server:4.105.1"
+        "@sha256:2e41b04a4c5c2ca0e7d23e5a9a594728cb19106f6f51b639a6f70821a4ac1537"
+    )
+    """code-server, mirrored into the platform registry: ``name:tag@sha256:...`` (or ``name@sha256:...``)."""
+
+    require_image_digests: bool = True
+    """Every image (these settings and the roster's per-user ``image``) must carry an ``@sha256:`` digest, so
+    what runs is exactly what was reviewed. On by default, as in production; ``false`` allows tags alone
+    (and the orchestrator makes the policy pack's digest rule advisory)."""
 
     allowed_registries: tuple[str, ...] = ("registry.platform.com/",)
     """Image prefixes pods may pull from (also the policy pack's default)."""
@@ -103,7 +115,11 @@ ENVIRONMENT_RULE = "is not an environment name (lowercase letters and digits, st
 
 
 class SettingsError(ValueError):
-    """A stack setting with a wrong type or value."""
+    """A stack setting with a wrong type or value; ``key`` names the setting when there is one to point at."""
+
+    def __init__(self, message: str, *, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 def settings_from_mapping(values: Mapping[str, object], *, secret_keys: Mapping[str, object]) -> StackSettings:
@@ -118,12 +134,18 @@ def settings_from_mapping(values: Mapping[str, object], *, secret_keys: Mapping[
                 f"{CONFIG_NAMESPACE}:{key}: unknown setting (expected one of {', '.join(sorted(SETTING_KEYS))})"
             )
         default = getattr(StackSettings(), name)
-        if isinstance(default, tuple):
+        if isinstance(default, bool):
+            # `pulumi config set` stores strings; a hand-written stack file may hold a YAML boolean.
+            flag = {"true": True, "false": False}.get(str(value).lower()) if isinstance(value, str | bool) else None
+            if flag is None:
+                raise SettingsError(f"{CONFIG_NAMESPACE}:{key}: expected true or false, got {value!r}", key=key)
+            kwargs[name] = flag
+        elif isinstance(default, tuple):
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                raise SettingsError(f"{CONFIG_NAMESPACE}:{key}: expected a list of strings")
+                raise SettingsError(f"{CONFIG_NAMESPACE}:{key}: expected a list of strings", key=key)
             kwargs[name] = tuple(value)
         elif not isinstance(value, str):
-            raise SettingsError(f"{CONFIG_NAMESPACE}:{key}: expected a string, got {value!r}")
+            raise SettingsError(f"{CONFIG_NAMESPACE}:{key}: expected a string, got {value!r}", key=key)
         else:
             kwargs[name] = value
     client_keys = secret_keys.get(CLIENT_API_KEYS)
@@ -142,12 +164,28 @@ def settings_from_mapping(values: Mapping[str, object], *, secret_keys: Mapping[
         try:
             parse_quantity(getattr(settings, size))
         except QuantityError as exc:
-            raise SettingsError(f"{CONFIG_NAMESPACE}:{_CONFIG_KEY[size]}: {exc}") from exc
+            raise SettingsError(f"{CONFIG_NAMESPACE}:{_CONFIG_KEY[size]}: {exc}", key=_CONFIG_KEY[size]) from exc
     for size in ("default_workspace_size", "default_home_size"):
         if parse_quantity(getattr(settings, size)) > settings.max_storage_bytes:
             key, value = _CONFIG_KEY[size], getattr(settings, size)
-            raise SettingsError(f"{CONFIG_NAMESPACE}:{key}: {value} exceeds maxStorage {settings.max_storage}")
+            raise SettingsError(f"{CONFIG_NAMESPACE}:{key}: {value} exceeds maxStorage {settings.max_storage}", key=key)
+    _check_images(settings)
     return settings
+
+
+def _check_images(settings: StackSettings) -> None:
+    """The images are references the kubelet can pull, pinned by digest when the stack requires it."""
+    require = settings.require_image_digests
+    repository_problem = reference_problem(settings.gemini_cli_image + ":tag", require_digest=False)
+    for field_name, problem in (
+        ("gemini_cli_image", repository_problem and f"{settings.gemini_cli_image!r} is not an image repository"),
+        ("gemini_cli_tag", tag_problem(settings.gemini_cli_tag, require_digest=require)),
+        ("code_server_image", reference_problem(settings.code_server_image, require_digest=require)),
+    ):
+        if problem is not None:
+            key = _CONFIG_KEY[field_name]
+            why = " (the stack setting requireImageDigests is true)" if require and "by tag only" in problem else ""
+            raise SettingsError(f"{CONFIG_NAMESPACE}:{key}: {problem}{why}", key=key)
 
 
 def read_stack_file(path: Path) -> dict[str, Any]:
@@ -161,8 +199,29 @@ def read_stack_file(path: Path) -> dict[str, Any]:
     return document
 
 
-def settings_from_stack_document(document: Mapping[str, Any]) -> StackSettings:
-    """Settings from a loaded stack file, without Pulumi: plain values, and which secrets are set."""
+def settings_from_stack_document(document: Mapping[str, Any], *, path: Path | None = None) -> StackSettings:
+    """Settings from a loaded stack file, without Pulumi: plain values, and which secrets are set.
+
+    With the file's ``path``, an error about one setting names the file, line and column of its key."""
+    try:
+        return _settings_from_document(document)
+    except SettingsError as exc:
+        if path is None or exc.key is None:
+            raise
+        where = _key_position(path, f"{CONFIG_NAMESPACE}:{exc.key}")
+        raise SettingsError(f"{path.name}:{where[0]}:{where[1]}: {exc}" if where else f"{path.name}: {exc}") from None
+
+
+def _key_position(path: Path, config_key: str) -> tuple[int, int] | None:
+    """Line and column of ``config: {config_key: ...}`` in a stack file (None when the key is not there)."""
+    try:
+        _, positions = load_yaml(path)
+    except InputError:
+        return None
+    return positions.keys.get(("config", config_key))
+
+
+def _settings_from_document(document: Mapping[str, Any]) -> StackSettings:
     config = document.get("config") or {}
     prefix = f"{CONFIG_NAMESPACE}:"
     plain: dict[str, object] = {}
@@ -181,4 +240,4 @@ def settings_from_stack_document(document: Mapping[str, Any]) -> StackSettings:
 
 def settings_from_stack_file(path: Path) -> StackSettings:
     """Read ``Pulumi.<stack>.yaml`` without Pulumi: plain values, and which secrets are set."""
-    return settings_from_stack_document(read_stack_file(path))
+    return settings_from_stack_document(read_stack_file(path), path=path)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds and installs everything `pulumi preview/up` needs, from package registries only:
-#   - the Python virtualenv (requirements-dev.txt), cached per requirements hash and linked as .venv;
+#   - the Python virtualenv (requirements-dev.txt), cached per requirements hash and linked as .venv, and the
+#     scanner's (requirements-scan.txt, linked as .venv-scan);
 #   - the Pulumi CLI and the Python language host, from the Go module proxy (wrapper modules in tools/go/);
 #   - the kubernetes resource plugin, built from its provider module and installed into PULUMI_HOME.
 # Idempotent: with nothing changed a second run only checks markers and takes seconds.
@@ -29,6 +30,23 @@ ensure_venv() {
     step "python virtualenv ($(python3 --version), requirements-dev.txt)" make_venv
   fi
   ln -sfn "$dest" "$REPO_DIR/.venv"
+  ensure_scanner_venv
+}
+
+# The Kubernetes scanner (checkov) in a virtualenv of its own: large, and none of the program's business.
+ensure_scanner_venv() {
+  local key dest
+  key="$(cat "$REPO_DIR"/requirements-scan.txt <(python3 --version) | sha256sum | cut -c1-16)"
+  dest="$SANDBOX_INFRA_CACHE/venv-scan/$key"
+  if ! is_complete "$dest"; then
+    make_scanner_venv() {
+      rm -rf "$dest" && python3 -m venv "$dest"
+      "$dest/bin/pip" install --quiet --disable-pip-version-check --no-deps -r "$REPO_DIR/requirements-scan.txt"
+      touch "$dest/.complete"
+    }
+    step "scanner virtualenv (checkov, requirements-scan.txt)" make_scanner_venv
+  fi
+  ln -sfn "$dest" "$REPO_DIR/.venv-scan"
 }
 
 # --- Pulumi CLI + Python language host --------------------------------------------------------------

@@ -9,15 +9,18 @@ import pytest
 from sandbox_infra.changes import ShardError, Touched, shard
 from sandbox_infra.environment import Environment, load_environment
 from sandbox_infra.orchestrator import (
+    DIGEST_POLICY,
     STACK_MEMORY,
     Report,
     StackRun,
     default_parallelism,
     format_changes,
     orphan_stacks,
+    policy_pack_config,
     select_runs,
 )
 from sandbox_infra.plan import PLATFORM_SLICE, Plan
+from sandbox_infra.settings import StackSettings
 from tests.unit.test_changes import ACME, ENV_FILE, GLOBEX, INITECH
 
 
@@ -120,3 +123,10 @@ def test_the_summary_names_failed_stacks_and_violations() -> None:
     data = report.to_json()
     assert data["ok"] is False and [s["status"] for s in data["stacks"]] == ["ok", "failed"]
     assert "steps" not in data["stacks"][0]
+
+
+def test_the_digest_rule_only_warns_where_digests_are_not_required() -> None:
+    """requireImageDigests decides: the orchestrator passes the pack a config that makes the rule advisory."""
+    assert policy_pack_config(StackSettings()) is None
+    relaxed = StackSettings(require_image_digests=False)
+    assert policy_pack_config(relaxed) == {DIGEST_POLICY: {"enforcementLevel": "advisory"}}
