@@ -69,16 +69,18 @@ def _check(args: argparse.Namespace) -> int:
                 print(diagnostic)
             return 1
         closing = f"{args.roster}: {{count}} unsafe change(s) compared with {args.previous}"
-        if _unsafe_changes(previous, positions, roster, closing=closing):
+        if _unsafe_changes(previous, positions, roster, settings, closing=closing):
             return 1
     print(f"{args.roster}: valid: {summary(roster)}")
     return 0
 
 
-def _unsafe_changes(previous: object, positions: Positions, roster: Roster, *, closing: str) -> bool:
-    """Print what ``roster`` removes or moves unsafely compared with ``previous`` (and any notes), then
-    ``closing`` with ``{count}`` filled in; True if there was anything unsafe."""
-    errors, notes = removals(previous, positions, roster)
+def _unsafe_changes(
+    previous: object, positions: Positions, roster: Roster, settings: StackSettings, *, closing: str
+) -> bool:
+    """Print what ``roster`` removes, moves or shrinks unsafely compared with ``previous`` (and any notes),
+    then ``closing`` with ``{count}`` filled in; True if there was anything unsafe."""
+    errors, notes = removals(previous, positions, roster, settings)
     for diagnostic in notes:
         print(f"note: {diagnostic}", file=sys.stderr)
     for diagnostic in errors:
@@ -111,7 +113,7 @@ def _stacks(args: argparse.Namespace) -> int:
         print(f"{environment.settings.roster}: {len(exc.diagnostics)} error(s); no stack was run", file=sys.stderr)
         return 1
     closing = f"{{count}} unsafe change(s) compared with {base.name if base else ''}; no stack was run"
-    if base is not None and _unsafe_changes(base.data, base.positions, roster, closing=closing):
+    if base is not None and _unsafe_changes(base.data, base.positions, roster, environment.settings, closing=closing):
         return 1
     plan = environment.plan(roster)
     change = touched(
