@@ -186,6 +186,30 @@ def _adopt(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _report(args: argparse.Namespace) -> int:
+    """The change report of the roster against ``--base`` (markdown or JSON); exit 1 when anything is refused,
+    the roster is invalid or the preview given failed."""
+    from sandbox_infra.report import ReportError, build_report, load_preview, to_json_text, to_markdown
+
+    try:
+        environment = load_environment(args.env, Path(args.project_dir))
+        base = load_base(environment, args.base)
+        preview = load_preview(Path(args.preview)) if args.preview else None
+        report = build_report(environment, base, preview=preview)
+    except (SettingsError, BaseError, ReportError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    text = to_json_text(report) if args.format == "json" else to_markdown(report)
+    if args.output:
+        output = Path(args.output)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text, encoding="utf-8")
+        print(f"{output}: {args.format} report, {report.verdict}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0 if report.ok else 1
+
+
 def _selected(environment: Environment, slices: Sequence[str], args: argparse.Namespace) -> set[str]:
     """The stacks of ``slices`` that ``--only`` and ``--shard`` keep (the same for plan and the runs)."""
     wanted = set(args.only or [])
@@ -235,6 +259,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     adopt.add_argument("--json", action="store_true", help="print the summary as JSON")
     adopt.add_argument("--project-dir", default=".", help="directory holding Pulumi.yaml (default: .)")
     adopt.set_defaults(run=_adopt)
+    report = commands.add_parser(
+        "report", help="what a roster change does: who gets what, quotas, capacity, cost, data at risk (no engine)"
+    )
+    report.add_argument("--base", required=True, metavar="FILE|REV", help="the roster before the change")
+    report.add_argument("--env", default="dev", help="environment: settings in Pulumi.<env>.yaml (default: dev)")
+    report.add_argument("--format", choices=("markdown", "json"), default="markdown", help="default: markdown")
+    report.add_argument("--preview", metavar="FILE", help="add the summary that `preview --json` wrote to FILE")
+    report.add_argument("--output", metavar="FILE", help="write the report to FILE (default: standard output)")
+    report.add_argument("--project-dir", default=".", help="directory holding Pulumi.yaml (default: .)")
+    report.set_defaults(run=_report)
     for name, summary in (
         ("plan", "list the stacks a change touches, and why (no engine, no cluster)"),
         ("preview", "preview the stacks a change touches, with the policy pack"),
