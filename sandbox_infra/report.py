@@ -830,6 +830,8 @@ def to_markdown(report: ChangeReport) -> str:
         out += _table(["stack", "why"], [[f"`{s}`", why] for s, why in report.stacks])
     else:
         out.append("None: nothing in the cluster changes.")
+    if report.stacks_not_run:
+        out.append("")
     for stack in report.stacks_not_run:
         out.append(f"- not run: `{stack}`: its clients left the roster (offboard it by hand: docs/offboarding.md)")
     out += _preview_section(report.preview)
@@ -875,6 +877,8 @@ def _preview_section(preview: Preview | None) -> list[str]:
     for s in failed:
         lines += ["", f"<details><summary>{s.status}: <code>{s.stack}</code></summary>", "", "```"]
         lines += [(s.error or "no error message").replace("```", "'''"), "```", "", "</details>"]
+    if preview.not_run:
+        lines.append("")
     for stack in preview.not_run:
         lines.append(f"- not run: `{stack}`: no client in the roster owns it")
     return lines

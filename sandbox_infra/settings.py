@@ -159,7 +159,9 @@ def _number(key: str, value: object, *, plain: bool = False) -> Decimal:
         number = Decimal(str(value).strip()) if plain else parse_quantity(value)
     except (QuantityError, ArithmeticError) as exc:
         raise SettingsError(f"{CONFIG_NAMESPACE}:{key}: {value!r} is not a number") from exc
-    if not number.is_finite() or number < 0:
+    if not number.is_finite():
+        raise SettingsError(f"{CONFIG_NAMESPACE}:{key}: {value!r} is not a number")
+    if number < 0:
         raise SettingsError(f"{CONFIG_NAMESPACE}:{key}: {value!r} must not be negative")
     return number
 
