@@ -15,6 +15,7 @@ import sys
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sandbox_infra.changes import BaseError, ShardError, Touched, load_base, shard, touched
 from sandbox_infra.environment import Environment, load_environment
@@ -24,6 +25,9 @@ from sandbox_infra.roster import Roster, SandboxState, load_roster
 from sandbox_infra.schema import roster_schema
 from sandbox_infra.settings import CONFIG_NAMESPACE, SettingsError, StackSettings, settings_from_stack_file
 from sandbox_infra.source import InputError, Positions, load_yaml
+
+if TYPE_CHECKING:  # the engine's client: imported only by the commands that run stacks
+    from sandbox_infra.orchestrator import StackRun
 
 
 def _settings(stack: str, project_dir: Path) -> tuple[StackSettings, str]:
@@ -142,9 +146,22 @@ def _stacks(args: argparse.Namespace) -> int:
     except OrchestratorError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if getattr(args, "expect_no_changes", False):
+        _mark_drift(runs)
     report = Report(environment.name, args.command, runs, change.removed, tuple(orphans))
     print(json.dumps(report.to_json(), indent=2) if args.json else report.table())
     return 0 if report.ok else 1
+
+
+def _mark_drift(runs: Sequence[StackRun]) -> None:
+    """``--expect-no-changes`` (the drift check): a stack whose preview shows anything but unchanged resources
+    has drifted from the roster (or was changed by hand); it fails, by name."""
+    from sandbox_infra.orchestrator import format_changes
+
+    for run in runs:
+        changed = {op: n for op, n in run.changes.items() if op != "same" and n}
+        if run.status == "ok" and changed:
+            run.status, run.error = "drifted", f"expected no changes, the preview shows {format_changes(changed)}"
 
 
 def _adopt(args: argparse.Namespace) -> int:
@@ -285,6 +302,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         sub.add_argument("--refresh", action="store_true", help="refresh each stack's state before the operation")
         sub.add_argument("--json", action="store_true", help="print the summary as JSON")
         sub.add_argument("--project-dir", default=".", help="directory holding Pulumi.yaml (default: .)")
+        if name == "preview":
+            sub.add_argument(
+                "--expect-no-changes",
+                action="store_true",
+                help="fail every stack whose preview shows a change (the drift check: with --refresh --all)",
+            )
         sub.set_defaults(run=_stacks)
     args = parser.parse_args(argv)
     result: int = args.run(args)

@@ -120,3 +120,18 @@ def test_the_summary_names_failed_stacks_and_violations() -> None:
     data = report.to_json()
     assert data["ok"] is False and [s["status"] for s in data["stacks"]] == ["ok", "failed"]
     assert "steps" not in data["stacks"][0]
+
+
+def test_expect_no_changes_fails_drifted_stacks_by_name() -> None:
+    from sandbox_infra.cli import _mark_drift
+
+    runs = [
+        StackRun("dev", PLATFORM_SLICE, "--all", status="ok", changes={"same": 3}),
+        StackRun(f"dev-client-{ACME}", f"client-{ACME}", "--all", status="ok", changes={"same": 40, "update": 1}),
+        StackRun(f"dev-client-{GLOBEX}", f"client-{GLOBEX}", "--all", status="failed", error="boom", changes={}),
+    ]
+    _mark_drift(runs)
+    assert [r.status for r in runs] == ["ok", "drifted", "failed"]
+    table = Report("dev", "preview", runs).table()
+    assert f"drifted: dev-client-{ACME}: expected no changes, the preview shows update 1" in table
+    assert not Report("dev", "preview", runs).ok
