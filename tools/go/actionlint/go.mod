@@ -1,6 +1,6 @@
 // Wrapper module: builds actionlint (the GitHub Actions workflow checker, which runs shellcheck on `run:`
-// blocks) from github.com/rhysd/actionlint, pinned by ACTIONLINT_VERSION in tools/versions.env, via the Go
-// module proxy. No replaces are needed.
+// blocks) from github.com/rhysd/actionlint via the Go module proxy, pinned by the require line below (not in
+// tools/versions.env, whose every line keys the Pulumi CLI's cache). No replaces are needed.
 module sandbox-infra/tools/actionlint
 
 go 1.26.0
