@@ -11,7 +11,8 @@ cluster's reservations against the capacity the stack declares (``clusterCapacit
 monthly cost from the stack's price table (``prices``), the stacks that will run, and, given the JSON
 summary of ``preview --json``, each stack's preview and every policy violation.
 
-It renders as markdown (the pull request comment) or JSON (``report.schema.json`` describes it).
+It renders as markdown (the pull request comment) or JSON (``report.schema.json`` describes it); see
+docs/pull-requests.md.
 """
 
 from __future__ import annotations
@@ -37,7 +38,6 @@ from sandbox_infra.source import InputError
 from sandbox_infra.tiers import Tier
 
 SCHEMA_VERSION = 1
-SCHEMA_FILE = "report.schema.json"
 GIB = Decimal(2) ** 30
 CENT = Decimal("0.01")
 PREVIEW_COLUMNS = ("create", "update", "replace", "delete", "same")
@@ -368,11 +368,9 @@ def build_report(environment: Environment, base: Base, *, preview: Preview | Non
     head = environment.plan(roster)
     old = base_plan(environment, base, head)
     errors, notes = removals(base.data, base.positions, roster, environment.settings)
-    emails = {**_base_emails(base.data), **{f.id: f.email for f in roster.freelancers}}
+    before, after = _base_emails(base.data), {f.id: f.email for f in roster.freelancers}
+    emails = {**before, **after}
     change = touched(old, head, everything=base.everything)
-    changes = _sandbox_changes(old, head, emails, environment.settings.prices)
-    base_ids = set(_base_emails(base.data))
-    head_ids = {f.id: f.email for f in roster.freelancers}
     return ChangeReport(
         environment=environment.name,
         base=base.name,
@@ -381,9 +379,9 @@ def build_report(environment: Environment, base: Base, *, preview: Preview | Non
             [str(d) for d in notes]
             + ([f"every stack runs: {base.everything}"] if base.everything and old.slices else [])
         ),
-        freelancers_added=tuple(sorted(email for fid, email in head_ids.items() if fid not in base_ids)),
-        freelancers_removed=tuple(sorted(emails[fid] for fid in base_ids if fid not in head_ids)),
-        changes=changes,
+        freelancers_added=tuple(sorted(email for fid, email in after.items() if fid not in before)),
+        freelancers_removed=tuple(sorted(email for fid, email in before.items() if fid not in after)),
+        changes=_sandbox_changes(old, head, emails, environment.settings.prices),
         quotas=_quota_changes(environment, old, head),
         cluster=ClusterFit(_total(old), _total(head), environment.settings.cluster_capacity),
         cost=_cost(old, head, environment.settings.prices),
