@@ -74,7 +74,7 @@ class StackRun:
     slice: str
     reason: str
     status: str = "pending"
-    """pending, ok, failed or skipped."""
+    """pending, ok, failed, skipped, or drifted (a preview with ``--expect-no-changes`` that shows changes)."""
     created: bool = False
     """The stack did not exist and this command created it."""
     changes: dict[str, int] = field(default_factory=dict)

@@ -57,7 +57,7 @@ def read_settings() -> StackSettings:
         elif key == CLIENT_API_KEYS:
             secrets[key] = {k: True for k in value} if isinstance(value, dict) else {}
         else:
-            values[key] = value if isinstance(value, list) else raw
+            values[key] = value if isinstance(value, (list, dict)) else raw
     try:
         return settings_from_mapping(values, secret_keys=secrets)
     except SettingsError as exc:

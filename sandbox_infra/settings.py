@@ -8,7 +8,7 @@ the stack's limits without running Pulumi or decrypting anything.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from pathlib import Path
@@ -24,6 +24,45 @@ CONFIG_NAMESPACE = "sandbox-infra"
 # Keys whose values are secrets: only their presence is read outside Pulumi.
 API_KEY = "geminiApiKey"
 CLIENT_API_KEYS = "clientGeminiApiKeys"
+
+
+@dataclass(frozen=True)
+class ClusterCapacity:
+    """What the cluster can hold (setting ``clusterCapacity``), for the change report: a roster whose quota
+    reservations add up to more than this is flagged. Each dimension is optional; an absent one is not
+    checked. Example: ``{cpu: "96", memory: 384Gi, gpu: 4, storage: 20Ti}``."""
+
+    cpu: Decimal | None = None
+    """Cores that sandboxes may request in total (the nodes' allocatable CPU, less the platform's share)."""
+    memory: Decimal | None = None
+    """Bytes of memory sandboxes may request in total."""
+    gpu: int | None = None
+    """GPUs in the cluster."""
+    storage: Decimal | None = None
+    """Bytes of volume storage the storage classes can provision."""
+
+
+@dataclass(frozen=True)
+class Prices:
+    """Monthly prices (setting ``prices``) for the change report's cost estimate; without them the report
+    shows no cost. Example: ``{currency: EUR, cpuCoreMonth: "21.5", memoryGiBMonth: "2.9", gpuMonth: "650",
+    storageGiBMonth: "0.1"}``. Compute is priced on what active sandboxes request; storage on every volume
+    the roster keeps (suspended and archived sandboxes keep theirs)."""
+
+    currency: str
+    cpu_core_month: Decimal
+    memory_gib_month: Decimal
+    gpu_month: Decimal
+    storage_gib_month: Decimal
+
+
+_CAPACITY_KEYS = ("cpu", "memory", "gpu", "storage")
+_PRICE_KEYS = {
+    "cpuCoreMonth": "cpu_core_month",
+    "memoryGiBMonth": "memory_gib_month",
+    "gpuMonth": "gpu_month",
+    "storageGiBMonth": "storage_gib_month",
+}
 
 
 @dataclass(frozen=True)
@@ -89,6 +128,12 @@ class StackSettings:
     )
     """Ranges that sandbox egress on ports 80/443 must never reach."""
 
+    cluster_capacity: ClusterCapacity | None = None
+    """What the cluster can hold (see :class:`ClusterCapacity`); only the change report reads it."""
+
+    prices: Prices | None = None
+    """Monthly prices for the change report's cost estimate (see :class:`Prices`); only the report reads them."""
+
     api_key_present: bool = field(default=False, compare=False)
     client_api_keys_present: frozenset[str] = field(default_factory=frozenset, compare=False)
 
@@ -122,6 +167,59 @@ class SettingsError(ValueError):
         self.key = key
 
 
+def _number(key: str, value: object, *, plain: bool = False) -> Decimal:
+    """A non-negative quantity (``384Gi``, ``96``), or with ``plain`` a number (``21.5``), from YAML or a string."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise SettingsError(f"{CONFIG_NAMESPACE}:{key}: expected a number or a quantity, got {value!r}")
+    try:
+        number = Decimal(str(value).strip()) if plain else parse_quantity(value)
+    except (QuantityError, ArithmeticError) as exc:
+        raise SettingsError(f"{CONFIG_NAMESPACE}:{key}: {value!r} is not a number") from exc
+    if not number.is_finite():
+        raise SettingsError(f"{CONFIG_NAMESPACE}:{key}: {value!r} is not a number")
+    if number < 0:
+        raise SettingsError(f"{CONFIG_NAMESPACE}:{key}: {value!r} must not be negative")
+    return number
+
+
+def _mapping(key: str, value: object, allowed: Sequence[str], *, required: bool) -> Mapping[str, object]:
+    if not isinstance(value, Mapping):
+        raise SettingsError(f"{CONFIG_NAMESPACE}:{key}: expected a mapping with keys {', '.join(allowed)}")
+    unknown = sorted(str(k) for k in value if k not in allowed)
+    missing = [k for k in allowed if k not in value] if required else []
+    if unknown or missing:
+        what = f"unknown key {', '.join(unknown)}" if unknown else f"missing {', '.join(missing)}"
+        raise SettingsError(f"{CONFIG_NAMESPACE}:{key}: {what} (expected {', '.join(allowed)})")
+    return value
+
+
+def _capacity(key: str, value: object) -> ClusterCapacity:
+    given = _mapping(key, value, _CAPACITY_KEYS, required=False)
+    parsed = {k: _number(f"{key}.{k}", v) for k, v in given.items()}
+    gpu = parsed.get("gpu")
+    if gpu is not None and gpu != gpu.to_integral_value():
+        raise SettingsError(f"{CONFIG_NAMESPACE}:{key}.gpu: {given['gpu']!r} is not a whole number")
+    return ClusterCapacity(
+        cpu=parsed.get("cpu"),
+        memory=parsed.get("memory"),
+        gpu=int(gpu) if gpu is not None else None,
+        storage=parsed.get("storage"),
+    )
+
+
+def _prices(key: str, value: object) -> Prices:
+    given = _mapping(key, value, ("currency", *_PRICE_KEYS), required=True)
+    currency = given["currency"]
+    if not isinstance(currency, str) or not re.fullmatch(r"[A-Z]{3}", currency):
+        raise SettingsError(f"{CONFIG_NAMESPACE}:{key}.currency: expected a code such as EUR, got {currency!r}")
+    amounts = {field: _number(f"{key}.{k}", given[k], plain=True) for k, field in _PRICE_KEYS.items()}
+    return Prices(currency=currency, **amounts)
+
+
+# Settings whose value is a mapping, each with its parser.
+_STRUCTURED = {"cluster_capacity": _capacity, "prices": _prices}
+
+
 def settings_from_mapping(values: Mapping[str, object], *, secret_keys: Mapping[str, object]) -> StackSettings:
     """Build settings from ``{configKey: value}`` (namespace already stripped)."""
     kwargs: dict[str, object] = {}
@@ -133,6 +231,9 @@ def settings_from_mapping(values: Mapping[str, object], *, secret_keys: Mapping[
             raise SettingsError(
                 f"{CONFIG_NAMESPACE}:{key}: unknown setting (expected one of {', '.join(sorted(SETTING_KEYS))})"
             )
+        if name in _STRUCTURED:
+            kwargs[name] = _STRUCTURED[name](key, value)
+            continue
         default = getattr(StackSettings(), name)
         if isinstance(default, bool):
             # `pulumi config set` stores strings; a hand-written stack file may hold a YAML boolean.

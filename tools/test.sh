@@ -4,8 +4,5 @@
 source "$(dirname "$0")/lib.sh"
 eval "$("$TOOLS_DIR/env.sh")"
 cd "$REPO_DIR"
-step "ruff" ruff check .
-step "ruff format --check" ruff format --check .
-step "mypy --strict" mypy
-step "kubernetes scanner (checkov)" python -m tests.scanner
+"$TOOLS_DIR/lint.sh"
 step "pytest" python -m pytest "$@"

@@ -5,8 +5,10 @@
 #   - the Pulumi CLI and the Python language host, from the Go module proxy (wrapper modules in tools/go/);
 #   - the kubernetes resource plugin, built from its provider module and installed into PULUMI_HOME.
 # Idempotent: with nothing changed a second run only checks markers and takes seconds.
-# Usage: tools/toolchain.sh [bin-dir|venv]   (bin-dir: print the directory holding `pulumi` and exit;
-#        venv: only the Python virtualenv, seconds to a minute: all that check, lint and unit tests need)
+#   - actionlint, the workflow checker of `make lint`, from the Go module proxy (tools/go/actionlint).
+# Usage: tools/toolchain.sh [bin-dir|venv|actionlint]   (bin-dir: print the directory holding `pulumi` and exit;
+#        venv: only the Python virtualenv, seconds to a minute: all that check and unit tests need;
+#        actionlint: only actionlint (about 30 s once), then print its path: what `make lint` adds to the venv)
 source "$(dirname "$0")/lib.sh"
 
 pulumi_key="$(content_key "$TOOLS_DIR/versions.env" \
@@ -87,6 +89,21 @@ build_kubernetes_provider() {
   )
 }
 
+# --- actionlint ---------------------------------------------------------------------------------------
+# Its pin is the require line of its wrapper module, not a line of versions.env: every line there is part of
+# the cache key of the Pulumi CLI and the kubernetes plugin, which a lint tool's bump must not rebuild.
+ACTIONLINT_DIR="$(cached_dir actionlint "$(content_key "$TOOLS_DIR"/go/actionlint/go.{mod,sum})")"
+
+build_actionlint() {
+  (cd "$TOOLS_DIR/go/actionlint" && go build -ldflags "-s -w" -o "$1/actionlint" github.com/rhysd/actionlint/cmd/actionlint)
+}
+
+ensure_actionlint() {
+  is_complete "$ACTIONLINT_DIR" && return 0
+  command -v go >/dev/null || die "go is not installed; actionlint (make lint) is built with Go >= 1.26 (README, first lines)"
+  step "actionlint -> $ACTIONLINT_DIR" build_into "$ACTIONLINT_DIR" build_actionlint
+}
+
 install_plugin() { # install_plugin NAME VERSION BINARY
   local name="$1" version="$2" binary="$3"
   if [[ -f "$PULUMI_HOME/plugins/resource-$name-v$version/pulumi-resource-$name" ]] &&
@@ -100,9 +117,11 @@ install_plugin() { # install_plugin NAME VERSION BINARY
 main() {
   local start=$SECONDS
   if [[ "${1:-}" == "venv" ]]; then ensure_venv; return; fi
+  if [[ "${1:-}" == "actionlint" ]]; then ensure_actionlint >&2; echo "$ACTIONLINT_DIR/actionlint"; return; fi
   command -v go >/dev/null || die "go is not installed; install Go >= 1.26 (README, first lines)"
   mkdir -p "$PULUMI_HOME" "$SANDBOX_INFRA_CACHE/state"
   ensure_venv
+  ensure_actionlint
   is_complete "$PULUMI_BIN_DIR" || step "pulumi CLI + python language host -> $PULUMI_BIN_DIR" build_into "$PULUMI_BIN_DIR" build_pulumi
 
   local k8s_key k8s_dir

@@ -130,3 +130,18 @@ def test_the_digest_rule_only_warns_where_digests_are_not_required() -> None:
     assert policy_pack_config(StackSettings()) is None
     relaxed = StackSettings(require_image_digests=False)
     assert policy_pack_config(relaxed) == {DIGEST_POLICY: {"enforcementLevel": "advisory"}}
+
+
+def test_expect_no_changes_fails_drifted_stacks_by_name() -> None:
+    from sandbox_infra.cli import _mark_drift
+
+    runs = [
+        StackRun("dev", PLATFORM_SLICE, "--all", status="ok", changes={"same": 3}),
+        StackRun(f"dev-client-{ACME}", f"client-{ACME}", "--all", status="ok", changes={"same": 40, "update": 1}),
+        StackRun(f"dev-client-{GLOBEX}", f"client-{GLOBEX}", "--all", status="failed", error="boom", changes={}),
+    ]
+    _mark_drift(runs)
+    assert [r.status for r in runs] == ["ok", "drifted", "failed"]
+    table = Report("dev", "preview", runs).table()
+    assert f"drifted: dev-client-{ACME}: expected no changes, the preview shows update 1" in table
+    assert not Report("dev", "preview", runs).ok

@@ -415,6 +415,37 @@ def test_moving_a_client_to_another_stack_group_is_refused(
     assert "clients[1]: client 083cfb9d-4274-45dd-b4a8-bb1b0e883cf5 moves from stack group of its own to small" in out
 
 
+def test_shrinking_a_volume_is_refused(tmp_path: Path, repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text = (repo / "roster.yaml").read_text()
+    new = tmp_path / "roster.yaml"
+    # grace's workspace 100Gi -> 60Gi; dennis's home (the 10Gi default) -> 5Gi; dennis's workspace grows
+    shrunk = text.replace("storage: {workspace: 100Gi, home: 20Gi}", "storage: {workspace: 60Gi, home: 20Gi}")
+    new.write_text(shrunk.replace("storage: {workspace: 20Gi}", "storage: {workspace: 30Gi, home: 5Gi}"))
+    code = main(["check", str(new), "--project-dir", str(repo), "--previous", str(repo / "roster.yaml")])
+    out = capsys.readouterr().out.splitlines()
+    assert code == 1
+    refusal = (
+        "Kubernetes cannot shrink a volume claim; keep the size (or move the data to a new, smaller volume by hand)"
+    )
+    assert out == [
+        f"{repo / 'roster.yaml'}:28:30: freelancers[1].sandboxes[0].storage.workspace: workspace volume of "
+        f"64a1e28f-6dcb-41fe-a9d2-33558e10fc1d for 0b0e5a4e-2f7d-4a53-9d0e-6f1c2b7a9c11 would shrink from 100Gi to 60Gi: {refusal}",
+        f"{repo / 'roster.yaml'}:61:18: freelancers[6].sandboxes[0].storage.home: home volume of "
+        f"26d36db5-bedd-4711-bf82-75ae035d432b for b38cf925-1979-4799-93b8-ea79b0712d0c would shrink from 10Gi to 5Gi: {refusal}",
+    ]
+
+
+def test_growing_a_volume_is_allowed(tmp_path: Path, repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    new = tmp_path / "roster.yaml"
+    new.write_text(
+        (repo / "roster.yaml")
+        .read_text()
+        .replace("storage: {workspace: 20Gi}", "storage: {workspace: 20Gi, home: 11Gi}")
+    )
+    code = main(["check", str(new), "--project-dir", str(repo), "--previous", str(repo / "roster.yaml")])
+    assert code == 0, capsys.readouterr().out
+
+
 @pytest.mark.parametrize(
     ("value", "message"),
     [
