@@ -28,7 +28,7 @@ from tests.integration.engine import REPO, copy_project, kubectl_json, require_t
 pytestmark = pytest.mark.integration
 
 ENV_NAME = "prflow"
-REPO_FILES = ("Makefile", "requirements.txt", "requirements-dev.txt", ".gitignore", "tools")
+REPO_FILES = ("Makefile", "requirements.txt", "requirements-dev.txt", "requirements-scan.txt", ".gitignore", "tools")
 
 
 @dataclass
