@@ -317,6 +317,8 @@ def read_records(server: Server, login: Login, owner: str, ids: Mapping[str, Any
     clients, freelancers, sandboxes = ids["clients"], ids["freelancers"], ids["sandboxes"]
     result: dict[str, Any] = {"clients": {}, "freelancers": {}, "sandboxes": {}}
     with connect(server, login, role=owner) as conn:
+        if conn.execute("SELECT to_regclass(%s)", (f"{SCHEMA}.sandbox_configs",)).fetchone() == (None,):
+            return {**result, "strays": 0}  # not migrated (a recreated database): no row is there yet
         for cid, name, namespace, quota, state in conn.execute(
             f"SELECT id::text, name, kubernetes_namespace, resource_quota, state FROM {SCHEMA}.clients "
             "WHERE id = ANY(%s)",
