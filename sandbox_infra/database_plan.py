@@ -305,6 +305,7 @@ def dba_script(database: str) -> str:
         f"-- Roles and privileges of the platform database {database} (sandbox-infra, docs/database.md).",
         "-- Printed by `python -m sandbox_infra database-script`; safe to run again.",
         "\\set ON_ERROR_STOP on",
+        "SET client_min_messages = warning;  -- no notice for what a run before already did",
     ]
     for kind in ROLE_KINDS:
         name = roles.name(kind)
@@ -322,6 +323,7 @@ def dba_script(database: str) -> str:
         f"WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = {_literal(database)}) \\gexec",
         f"ALTER DATABASE {_ident(database)} OWNER TO {owner};",
         f"\\connect {_ident(database)}",
+        "SET client_min_messages = warning;",
         f"CREATE SCHEMA IF NOT EXISTS {_ident(SCHEMA)} AUTHORIZATION {owner};",
         f"ALTER SCHEMA {_ident(SCHEMA)} OWNER TO {owner};",
         *privilege_statements(database, roles),
