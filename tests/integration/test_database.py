@@ -612,6 +612,15 @@ def test_preview_shows_and_up_applies_migrations_and_records(environment: Enviro
     again = environment.sandbox("up")
     assert {op for op, n in again["changes"].items() if n} == {"same"}, again
 
+    # A released migration that was edited is refused, naming it.
+    first_migration = environment.path / "sandbox_infra" / "migrations" / "0001.sandbox-schema.sql"
+    released = first_migration.read_text()
+    first_migration.write_text(released + "-- an edit\n")
+    edited = environment.pulumi("preview", check=False)
+    assert edited.returncode != 0
+    assert "migration 0001.sandbox-schema was changed after it was applied" in edited.stdout + edited.stderr
+    first_migration.write_text(released)
+
     # A new migration is pending in the preview, and only up applies it.
     (environment.path / "sandbox_infra" / "migrations" / "0002.notes.sql").write_text(
         "CREATE TABLE sandbox.notes (id int PRIMARY KEY);\n"

@@ -3,7 +3,7 @@
 A database that applied a migration never runs it again, so an edit would silently make databases differ
 (yoyo records migrations by id, not by content). Adding a migration means adding its pin below, in the
 same change; changing a pin means editing a released migration, which review must refuse: write a new
-migration instead. The dynamic resource refuses it too, on any database that applied the old text.
+migration instead. A stack that applied the old text refuses it too, in its preview.
 """
 
 from __future__ import annotations
