@@ -49,10 +49,14 @@ class DatabaseArgs:
     namespace: pulumi.Input[str]
     """The platform namespace (an Output of the Platform component, so the Secrets wait for it)."""
     depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)
+    """What the Secrets wait for besides the records (the Platform component, which creates their namespace)."""
 
 
 class Database(pulumi.ComponentResource):
-    """The platform database and everything that makes it usable by the platform's services."""
+    """The platform database and everything that makes it usable by the platform's services.
+
+    ``opts.providers`` carries the Kubernetes provider (for the Secrets) and, when the roles are managed,
+    the pulumi-postgresql provider of :func:`admin_provider`."""
 
     secrets: dict[str, pulumi.Output[str]]
 
@@ -133,6 +137,22 @@ class Database(pulumi.ComponentResource):
         self.register_outputs({"database": plan.name, "secrets": self.secrets})
 
 
+def admin_provider(plan: DatabasePlan, password: pulumi.Input[str]) -> postgresql.Provider:
+    """The pulumi-postgresql provider that creates the managed roles, as ``databaseAdminRole``: pass it to
+    :class:`Database` in ``opts.providers`` with the Kubernetes provider."""
+    return postgresql.Provider(
+        "postgresql",
+        host=plan.host,
+        port=plan.port,
+        username=plan.admin_role,
+        password=pulumi.Output.secret(password),
+        sslmode=plan.ssl_mode,
+        database="postgres",
+        superuser=False,  # a managed server's administrator is not a superuser
+        connect_timeout=10,
+    )
+
+
 class ManagedRoles(pulumi.ComponentResource):
     """The roles, the database, the schema and the privileges, created with pulumi-postgresql.
 
@@ -151,19 +171,8 @@ class ManagedRoles(pulumi.ComponentResource):
     ) -> None:
         super().__init__("sandbox-infra:database:ManagedRoles", name, None, opts)
         roles = plan.roles
-        provider = postgresql.Provider(
-            f"{name}-provider",
-            host=plan.host,
-            port=plan.port,
-            username=plan.admin_role,
-            password=pulumi.Output.secret(passwords["admin"]),
-            sslmode=plan.ssl_mode,
-            database="postgres",
-            superuser=False,  # a managed server's administrator is not a superuser
-            connect_timeout=10,
-            opts=pulumi.ResourceOptions(parent=self),
-        )
-        child = pulumi.ResourceOptions(parent=self, provider=provider)
+        # The pulumi-postgresql provider comes from the parent's providers (see admin_provider).
+        child = pulumi.ResourceOptions(parent=self)
 
         owner = postgresql.Role(f"{name}-owner", name=roles.owner, login=False, opts=child)
         logins: dict[str, postgresql.Role] = {}

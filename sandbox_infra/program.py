@@ -84,19 +84,19 @@ def build(
         if plan.platform.database is not None:
             # Imported here: the database's modules load a driver and two SDKs (a quarter of a second) that
             # client stacks, the many, never use.
-            from sandbox_infra.database import Database, DatabaseArgs
+            from sandbox_infra.database import Database, DatabaseArgs, admin_provider
             from sandbox_infra.postgres import load_migrations
 
+            database_plan, passwords = plan.platform.database, database_passwords or {}
+            providers: list[pulumi.ProviderResource] = [provider]
+            if database_plan.roles_managed:
+                providers.append(admin_provider(database_plan, passwords["admin"]))
             database = Database(
                 "database",
                 DatabaseArgs(
-                    plan.platform.database,
-                    database_passwords or {},
-                    load_migrations(),
-                    namespace=platform.namespace,
-                    depends_on=[platform],
+                    database_plan, passwords, load_migrations(), namespace=platform.namespace, depends_on=[platform]
                 ),
-                opts=opts,
+                opts=pulumi.ResourceOptions(providers=providers),
             )
             outputs["databaseSecrets"] = database.secrets
     if slice_id == PLATFORM_SLICE:

@@ -395,3 +395,14 @@ def test_the_dba_script_grants_the_privilege_table() -> None:
     assert 'GRANT "platform_owner" TO "platform_migrator";' in script
     assert "PASSWORD" not in script  # a DBA sets passwords with \password; the script holds none
     assert sum(p.role == API for p in PRIVILEGES) == 2
+
+
+def test_managed_resources_use_the_admin_provider(managed: Recorder) -> None:
+    """The provider is built by the program and handed down (components never build providers)."""
+    (provider,) = managed.by_type("pulumi:providers:postgresql")
+    resources = [r for r in managed.resources if r.type.startswith("postgresql:index/")]
+    # 5 roles, the database, the schema, 13 grants (PUBLIC, 3 CONNECT, 3 USAGE, 6 of PRIVILEGES), 6 defaults
+    assert len(resources) == 5 + 1 + 1 + (1 + 3 + 3 + len(PRIVILEGES)) + len(PRIVILEGES)
+    assert all(r.resource._provider is provider.resource for r in resources)
+    secrets = managed.by_type("kubernetes:core/v1:Secret")
+    assert all(isinstance(s.resource._provider, k8s.Provider) for s in secrets)
