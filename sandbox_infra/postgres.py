@@ -26,7 +26,7 @@ from yoyo import read_migrations
 from yoyo.backends import PostgresqlPsycopgBackend
 from yoyo.connections import DatabaseURI
 
-from sandbox_infra.database_plan import MIGRATIONS_SCHEMA, SCHEMA
+from sandbox_infra.database_plan import MIGRATIONS_SCHEMA, SCHEMA, row_json
 from sandbox_infra.settings import CONFIG_NAMESPACE
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -267,20 +267,19 @@ _ARCHIVE_CLIENTS = f"UPDATE {SCHEMA}.clients SET state = 'archived' WHERE state 
 
 
 def write_records(server: Server, login: Login, owner: str, records: Mapping[str, Any]) -> dict[str, int]:
-    """Make the rows follow the roster (``Records.to_inputs()``), in one transaction: archive what left it,
-    then insert or update the rest; a row that already matches is not touched (its ``updated_at`` stays).
-    Returns how many rows each step changed."""
+    """Make the rows follow the roster (``Records.to_inputs()``: JSON rows keyed by id), in one transaction:
+    archive what left it, then insert or update the rest; a row that already matches is not touched (its
+    ``updated_at`` stays). Returns how many rows each step changed."""
     clients, freelancers, sandboxes = records["clients"], records["freelancers"], records["sandboxes"]
     pairs = [key.split("/") for key in sandboxes]
     client_rows = [
         {"id": cid, "name": c["name"], "namespace": c["namespace"], "quota": json.dumps(c["resourceQuota"])}
-        for cid, c in clients.items()
+        for cid, c in ((cid, json.loads(row)) for cid, row in clients.items())
     ]
-    # Pulumi leaves out inputs whose value is None: an absent optional column is NULL.
-    freelancer_rows = [{"id": fid, "displayName": None, **f} for fid, f in freelancers.items()]
+    freelancer_rows = [{"id": fid, **json.loads(row)} for fid, row in freelancers.items()]
     sandbox_rows = [
-        {"freelancerId": f, "clientId": c, "customImageTag": None, **s}
-        for (f, c), s in zip(pairs, sandboxes.values(), strict=True)
+        {"freelancerId": f, "clientId": c, **json.loads(row)}
+        for (f, c), row in zip(pairs, sandboxes.values(), strict=True)
     ]
     counts: dict[str, int] = {}
     with connect(server, login, role=owner) as conn, conn.cursor() as cur:
@@ -306,11 +305,6 @@ def check_login(server: Server, login: Login) -> None:
         conn.execute("SELECT 1")
 
 
-def _present(row: dict[str, Any]) -> dict[str, Any]:
-    """A row as the records inputs hold it: Pulumi drops inputs whose value is None, so NULLs are left out."""
-    return {k: v for k, v in row.items() if v is not None}
-
-
 def read_records(server: Server, login: Login, owner: str, ids: Mapping[str, Any]) -> dict[str, Any]:
     """The rows of the records ``ids`` names (as ``Records.to_inputs()`` shapes them), as the database holds
     them now, and how many active rows the roster does not know (``strays``): what a refresh compares."""
@@ -325,19 +319,19 @@ def read_records(server: Server, login: Login, owner: str, ids: Mapping[str, Any
             (list(clients),),
         ):
             if state == "active":
-                result["clients"][cid] = {"name": name, "namespace": namespace, "resourceQuota": quota}
+                result["clients"][cid] = row_json({"name": name, "namespace": namespace, "resourceQuota": quota})
         for fid, email, display_name, state in conn.execute(
             f"SELECT id::text, email, display_name, state FROM {SCHEMA}.freelancers WHERE id = ANY(%s)",
             (list(freelancers),),
         ):
-            result["freelancers"][fid] = _present({"email": email, "displayName": display_name, "state": state})
+            result["freelancers"][fid] = row_json({"email": email, "displayName": display_name, "state": state})
         for row in conn.execute(
             f"SELECT freelancer_id::text, client_id::text, {_SANDBOX_COLUMNS} FROM {SCHEMA}.sandbox_configs"
         ):
             key = f"{row[0]}/{row[1]}"
             if key in sandboxes:
                 tier, gpu, tag, workspace, home, workspace_bytes, home_bytes, state = row[2:]
-                result["sandboxes"][key] = _present(
+                result["sandboxes"][key] = row_json(
                     {
                         "tier": tier,
                         "gpu": gpu,
