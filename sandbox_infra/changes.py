@@ -98,7 +98,10 @@ def describe_platform(old: PlatformPlan, new: PlatformPlan) -> str:
         and replace(old, database=replace(old.database, records=new.database.records)) == new
     ):
         rows = old.database.records.changed_rows(new.database.records)
-        return "database records changed: " + ", ".join(f"{n} {table}" for table, n in rows.items() if n)
+        one = {"clients": "client", "freelancers": "freelancer", "sandboxes": "sandbox"}
+        return "database records changed: " + ", ".join(
+            f"{n} {one[table] if n == 1 else table}" for table, n in rows.items() if n
+        )
     return "platform settings changed"
 
 

@@ -193,7 +193,7 @@ def test_a_record_change_touches_only_the_platform_stack(example_roster: Path) -
         update={"freelancers": [first.model_copy(update={"email": "new@example.org"}), *roster.freelancers[1:]]}
     )
     change = touched(base, build_plan(renamed, stack_settings))
-    assert change.slices == {PLATFORM_SLICE: "database records changed: 1 freelancers"}
+    assert change.slices == {PLATFORM_SLICE: "database records changed: 1 freelancer"}
 
 
 def test_each_record_is_one_canonical_json_string(example_roster: Path) -> None:
