@@ -123,6 +123,8 @@ class SandboxRecord:
     tier: str
     gpu: bool
     custom_image_tag: str | None
+    custom_image_digest: str | None
+    """``sha256:...`` when the roster pins the image by digest (``TAG@sha256:...``)."""
     pvc_workspace: str
     pvc_home: str
     workspace_bytes: int
@@ -174,6 +176,7 @@ class Records:
                         "tier": s.tier,
                         "gpu": s.gpu,
                         "customImageTag": s.custom_image_tag,
+                        "customImageDigest": s.custom_image_digest,
                         "pvcWorkspace": s.pvc_workspace,
                         "pvcHome": s.pvc_home,
                         "workspaceBytes": s.workspace_bytes,
@@ -219,6 +222,11 @@ def _size(quantity: str) -> int:
     return math.ceil(parse_quantity(quantity))
 
 
+def _image_part(image: str | None, part: int) -> str | None:
+    """The tag (0) or the digest (2) of a roster ``image`` (``TAG`` or ``TAG@sha256:...``)."""
+    return (image.partition("@")[part] or None) if image else None
+
+
 def plan_records(roster: Roster, tenants: Iterable[TenantPlan]) -> Records:
     """The rows that follow the roster: every client and freelancer in it, and every sandbox."""
     tenants = list(tenants)
@@ -244,7 +252,8 @@ def plan_records(roster: Roster, tenants: Iterable[TenantPlan]) -> Records:
             client_id=str(s.client_id),
             tier=s.tier.value,
             gpu=s.gpu,
-            custom_image_tag=s.custom_image_tag,
+            custom_image_tag=_image_part(s.custom_image_tag, 0),
+            custom_image_digest=_image_part(s.custom_image_tag, 2),
             pvc_workspace=s.workspace.name,
             pvc_home=s.home.name,
             workspace_bytes=_size(s.workspace.size),

@@ -243,18 +243,17 @@ ON CONFLICT (id) DO UPDATE SET email = excluded.email, display_name = excluded.d
 WHERE (f.email, f.display_name, f.state) IS DISTINCT FROM (excluded.email, excluded.display_name, excluded.state)
 """
 _SANDBOX_COLUMNS = (
-    "resource_tier, gpu, custom_image_tag, pvc_workspace, pvc_home, workspace_storage_bytes, home_storage_bytes, state"
+    "resource_tier, gpu, custom_image_tag, custom_image_digest, pvc_workspace, pvc_home, workspace_storage_bytes, "
+    "home_storage_bytes, state"
 )
+_EXCLUDED = ", ".join(f"excluded.{c}" for c in _SANDBOX_COLUMNS.split(", "))
+_CURRENT = ", ".join(f"s.{c}" for c in _SANDBOX_COLUMNS.split(", "))
 _SANDBOX_UPSERT = f"""
 INSERT INTO {SCHEMA}.sandbox_configs AS s (freelancer_id, client_id, {_SANDBOX_COLUMNS})
-VALUES (%(freelancerId)s, %(clientId)s, %(tier)s, %(gpu)s, %(customImageTag)s, %(pvcWorkspace)s, %(pvcHome)s,
-    %(workspaceBytes)s, %(homeBytes)s, %(state)s)
-ON CONFLICT (freelancer_id, client_id) DO UPDATE SET
-    ({_SANDBOX_COLUMNS}) = (excluded.resource_tier, excluded.gpu, excluded.custom_image_tag, excluded.pvc_workspace,
-    excluded.pvc_home, excluded.workspace_storage_bytes, excluded.home_storage_bytes, excluded.state)
-WHERE (s.{_SANDBOX_COLUMNS.replace(", ", ", s.")}) IS DISTINCT FROM (excluded.resource_tier, excluded.gpu,
-    excluded.custom_image_tag, excluded.pvc_workspace, excluded.pvc_home, excluded.workspace_storage_bytes,
-    excluded.home_storage_bytes, excluded.state)
+VALUES (%(freelancerId)s, %(clientId)s, %(tier)s, %(gpu)s, %(customImageTag)s, %(customImageDigest)s,
+    %(pvcWorkspace)s, %(pvcHome)s, %(workspaceBytes)s, %(homeBytes)s, %(state)s)
+ON CONFLICT (freelancer_id, client_id) DO UPDATE SET ({_SANDBOX_COLUMNS}) = ({_EXCLUDED})
+WHERE ({_CURRENT}) IS DISTINCT FROM ({_EXCLUDED})
 """
 # What left the roster is archived, never deleted: sessions, usage and installations refer to it.
 _ARCHIVE_SANDBOXES = f"""
@@ -330,12 +329,13 @@ def read_records(server: Server, login: Login, owner: str, ids: Mapping[str, Any
         ):
             key = f"{row[0]}/{row[1]}"
             if key in sandboxes:
-                tier, gpu, tag, workspace, home, workspace_bytes, home_bytes, state = row[2:]
+                tier, gpu, tag, digest, workspace, home, workspace_bytes, home_bytes, state = row[2:]
                 result["sandboxes"][key] = row_json(
                     {
                         "tier": tier,
                         "gpu": gpu,
                         "customImageTag": tag,
+                        "customImageDigest": digest,
                         "pvcWorkspace": workspace,
                         "pvcHome": home,
                         "workspaceBytes": workspace_bytes,

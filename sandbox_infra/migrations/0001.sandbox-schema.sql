@@ -46,7 +46,9 @@ CREATE TABLE sandbox.sandbox_configs (
     client_id UUID NOT NULL REFERENCES sandbox.clients (id) ON DELETE RESTRICT,
     resource_tier VARCHAR(16) NOT NULL CHECK (resource_tier IN ('basic', 'standard', 'premium', 'custom')),
     gpu BOOLEAN NOT NULL DEFAULT false,
+    -- The roster's per-user image, TAG@sha256:DIGEST, in its two parts (the digest is optional there).
     custom_image_tag VARCHAR(128) CHECK (custom_image_tag ~ '^[A-Za-z0-9_][A-Za-z0-9_.-]*$'),
+    custom_image_digest VARCHAR(71) CHECK (custom_image_digest ~ '^sha256:[0-9a-f]{64}$'),
     pvc_workspace VARCHAR(63) NOT NULL,
     pvc_home VARCHAR(63) NOT NULL,
     workspace_storage_bytes BIGINT NOT NULL CHECK (workspace_storage_bytes > 0),
@@ -54,6 +56,7 @@ CREATE TABLE sandbox.sandbox_configs (
     state VARCHAR(16) NOT NULL DEFAULT 'active' CHECK (state IN ('active', 'suspended', 'archived')),
     created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
     updated_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    CONSTRAINT sandbox_configs_digest_has_tag CHECK (custom_image_digest IS NULL OR custom_image_tag IS NOT NULL),
     -- One sandbox per freelancer and client (the roster's rule); sessions refer to the pair.
     CONSTRAINT sandbox_configs_freelancer_client_key UNIQUE (freelancer_id, client_id)
 );

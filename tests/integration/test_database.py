@@ -112,6 +112,7 @@ def test_the_schema_after_migrations_is_the_designs_improved(migrated: ScratchDa
         ("sandbox_configs", "freelancer_id"): ("uuid", None, False),
         ("sandbox_configs", "resource_tier"): ("character varying", 16, False),
         ("sandbox_configs", "custom_image_tag"): ("character varying", 128, True),
+        ("sandbox_configs", "custom_image_digest"): ("character varying", 71, True),
         ("sandbox_configs", "pvc_workspace"): ("character varying", 63, False),
         ("sandbox_configs", "workspace_storage_bytes"): ("bigint", None, False),
         ("sandbox_configs", "state"): ("character varying", 16, False),
@@ -140,6 +141,7 @@ def test_the_schema_after_migrations_is_the_designs_improved(migrated: ScratchDa
                 "resource_tier",
                 "gpu",
                 "custom_image_tag",
+                "custom_image_digest",
                 "pvc_workspace",
                 "pvc_home",
                 "workspace_storage_bytes",
@@ -370,7 +372,12 @@ def test_records_follow_the_roster_and_history_survives(migrated: ScratchDatabas
     ada, bob = str(uuid.uuid4()), str(uuid.uuid4())
     team: list[dict[str, Any]] = [
         {"id": ada, "email": "ada@example.com", "sandboxes": [{"client": acme, "tier": "basic"}]},
-        {"id": bob, "email": "bob@example.com", "name": "Bob", "sandboxes": [{"client": globex, "tier": "premium"}]},
+        {
+            "id": bob,
+            "email": "bob@example.com",
+            "name": "Bob",
+            "sandboxes": [{"client": globex, "tier": "premium", "image": f"2026.12.01@sha256:{'ab' * 32}"}],
+        },
     ]
     first = roster([acme, globex], team).to_inputs()
     assert write_records(server, login, owner, first)["freelancersWritten"] == 2
@@ -405,14 +412,18 @@ def test_records_follow_the_roster_and_history_survives(migrated: ScratchDatabas
     with migrated.connect(READONLY) as conn:
         rows = dict(conn.execute("SELECT id::text, state FROM sandbox.freelancers").fetchall())
         configs = conn.execute(
-            "SELECT freelancer_id::text, resource_tier, state FROM sandbox.sandbox_configs ORDER BY 2"
+            "SELECT freelancer_id::text, resource_tier, state, custom_image_tag, custom_image_digest "
+            "FROM sandbox.sandbox_configs ORDER BY 2"
         ).fetchall()
         clients = dict(conn.execute("SELECT id::text, state FROM sandbox.clients").fetchall())
         sessions = conn.execute("SELECT freelancer_id::text FROM sandbox.sessions").fetchall()
         emails = dict(conn.execute("SELECT id::text, email FROM sandbox.freelancers").fetchall())
         stamp_after = conn.execute("SELECT min(updated_at) FROM sandbox.sandbox_configs").fetchone()
     assert rows == {ada: "archived", bob: "active"}
-    assert configs == [(ada, "basic", "archived"), (bob, "standard", "active")]
+    assert configs == [
+        (ada, "basic", "archived", None, None),
+        (bob, "standard", "active", "2026.12.01", f"sha256:{'ab' * 32}"),
+    ]
     assert clients == {acme: "archived", globex: "active"}
     assert sessions == [(ada,)]
     assert emails == {ada: "bob@example.com", bob: "ada@example.com"}

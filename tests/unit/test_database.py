@@ -178,6 +178,8 @@ def test_records_follow_the_roster(example_roster: Path) -> None:
     assert sum(state == "archived" for state in states.values()) == 1
     acme = next(c for c in records.clients if c.id == ACME)
     assert acme.namespace == f"client-{ACME}" and dict(acme.resource_quota)["requests.cpu"]
+    pinned = next(s for s in records.sandboxes if s.custom_image_digest)
+    assert pinned.custom_image_tag == "2026.11.20" and str(pinned.custom_image_digest).startswith("sha256:")
     sandbox = records.sandboxes[0]
     assert sandbox.pvc_workspace == f"workspace-{sandbox.freelancer_id}"
     assert sandbox.workspace_bytes % 2**30 == 0 and sandbox.home_bytes > 0

@@ -13,7 +13,7 @@ import re
 from sandbox_infra.postgres import load_migrations
 
 RELEASED = {
-    "0001.sandbox-schema": "af9b9a20d0c0f181f784e0770f6b8037d8ceff3216879259b76046d19cda605b",
+    "0001.sandbox-schema": "c980d904e9fe66b71824a5152265d28b83617a6850319c9470f7b3108d4e7bc1",
 }
 
 
