@@ -1,7 +1,8 @@
 """Which stacks a change touches, decided by comparing the plans of the base and the new roster.
 
 A client stack is touched when its slice of the plan differs (a sandbox added, archived, resized, a tier
-or a name changed, a client added to the group) and the platform stack when the platform's plan does.
+or a name changed, a client added to the group) and the platform stack when the platform's plan does
+(with a platform database, that includes the roster's records: a freelancer's email too).
 Anything that is not the roster (the program, the policy pack, the settings file, the dependencies)
 can change what every stack declares, so a change to any of it touches all. Slices that the base had
 and the new roster lacks are *removed*: the orchestrator never runs them (that would delete their
@@ -14,11 +15,11 @@ import re
 import subprocess
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from sandbox_infra.environment import Environment
-from sandbox_infra.plan import PLATFORM_SLICE, Plan, SandboxPlan, SlicePlan, TenantPlan
+from sandbox_infra.plan import PLATFORM_SLICE, Plan, PlatformPlan, SandboxPlan, SlicePlan, TenantPlan
 from sandbox_infra.source import InputError, Positions, load_yaml
 
 # Paths (relative to the project directory) whose change can alter every stack.
@@ -89,6 +90,21 @@ def describe(old: SlicePlan | None, new: SlicePlan) -> str:
     return "; ".join(changes) or "changed"
 
 
+def describe_platform(old: PlatformPlan, new: PlatformPlan) -> str:
+    """Why the platform stack runs: the roster's records in its database, or its settings."""
+    if (
+        old.database is not None
+        and new.database is not None
+        and replace(old, database=replace(old.database, records=new.database.records)) == new
+    ):
+        rows = old.database.records.changed_rows(new.database.records)
+        one = {"clients": "client", "freelancers": "freelancer", "sandboxes": "sandbox"}
+        return "database records changed: " + ", ".join(
+            f"{n} {one[table] if n == 1 else table}" for table, n in rows.items() if n
+        )
+    return "platform settings changed"
+
+
 def touched(base: Plan | None, head: Plan, *, everything: str | None = None) -> Touched:
     """The slices whose plan differs between ``base`` and ``head`` (all of them when ``everything`` gives a
     reason, or when there is no base to compare with)."""
@@ -98,7 +114,7 @@ def touched(base: Plan | None, head: Plan, *, everything: str | None = None) -> 
         return Touched({PLATFORM_SLICE: reason, **{s.id: reason for s in head.slices}}, removed)
     slices: dict[str, str] = {}
     if base.platform != head.platform:
-        slices[PLATFORM_SLICE] = "platform settings changed"
+        slices[PLATFORM_SLICE] = describe_platform(base.platform, head.platform)
     for group in head.slices:
         old = base.slice(group.id)
         if old != group:

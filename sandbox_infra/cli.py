@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sandbox_infra.changes import BaseError, ShardError, Touched, load_base, shard, touched
+from sandbox_infra.database_plan import dba_script
 from sandbox_infra.environment import Environment, load_environment
 from sandbox_infra.offboarding import removals
 from sandbox_infra.plan import PLATFORM_SLICE, Plan
@@ -96,6 +97,20 @@ def _unsafe_changes(
 
 def _schema(_: argparse.Namespace) -> int:
     print(json.dumps(roster_schema(), indent=2))
+    return 0
+
+
+def _database_script(args: argparse.Namespace) -> int:
+    """The SQL a DBA runs for ``databaseRoles: existing`` (docs/database.md)."""
+    try:
+        environment = load_environment(args.env, Path(args.project_dir))
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not environment.settings.database_host:
+        print(f"error: {environment.settings_file.name}: {CONFIG_NAMESPACE}:databaseHost is not set", file=sys.stderr)
+        return 2
+    print(dba_script(environment.settings.database_name), end="")
     return 0
 
 
@@ -267,6 +282,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     check.set_defaults(run=_check)
     schema = commands.add_parser("schema", help="print the roster's JSON Schema")
     schema.set_defaults(run=_schema)
+    script = commands.add_parser(
+        "database-script", help="print the SQL that prepares the database roles for databaseRoles: existing"
+    )
+    script.add_argument("--env", default="dev", help="environment: settings in Pulumi.<env>.yaml (default: dev)")
+    script.add_argument("--project-dir", default=".", help="directory holding Pulumi.yaml (default: .)")
+    script.set_defaults(run=_database_script)
     adopt = commands.add_parser(
         "adopt", help="move resources into the stacks the roster says own them (from the single-stack layout)"
     )

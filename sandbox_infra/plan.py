@@ -20,6 +20,7 @@ from enum import StrEnum
 from uuid import UUID
 
 from sandbox_infra import naming
+from sandbox_infra.database_plan import DatabasePlan, plan_database
 from sandbox_infra.quantity import format_bytes, format_cpu, parse_quantity
 from sandbox_infra.roster import Freelancer, Roster, SandboxEntry, SandboxState
 from sandbox_infra.settings import StackSettings
@@ -134,6 +135,8 @@ class PlatformPlan:
 
     namespace: str
     pod_security_version: str
+    database: DatabasePlan | None = None
+    """The platform database and the roster's records in it; None when the environment has none."""
 
 
 @dataclass(frozen=True)
@@ -270,7 +273,9 @@ def build_plan(roster: Roster, settings: StackSettings) -> Plan:
         groups.setdefault(slice_of(client.id, client.stack), []).append(tenant)
     return Plan(
         platform=PlatformPlan(
-            namespace=settings.platform_namespace, pod_security_version=settings.pod_security_version
+            namespace=settings.platform_namespace,
+            pod_security_version=settings.pod_security_version,
+            database=plan_database(roster, settings, (t for tenants in groups.values() for t in tenants)),
         ),
         slices=tuple(SlicePlan(slice_id, tuple(tenants)) for slice_id, tenants in sorted(groups.items())),
     )

@@ -26,6 +26,9 @@ from sandbox_infra.settings import (
     API_KEY,
     CLIENT_API_KEYS,
     CONFIG_NAMESPACE,
+    DATABASE_PASSWORDS,
+    SECRET_KEYS,
+    SECRET_MAPS,
     SETTING_KEYS,
     SettingsError,
     StackSettings,
@@ -44,7 +47,7 @@ def read_settings() -> StackSettings:
     read with ``get_secret`` later and stay secret Outputs end to end."""
     values: dict[str, object] = {}
     secrets: dict[str, object] = {}
-    for key in (*SETTING_KEYS, API_KEY, CLIENT_API_KEYS):
+    for key in (*SETTING_KEYS, *SECRET_KEYS):
         raw = pulumi.runtime.get_config(f"{CONFIG_NAMESPACE}:{key}")
         if raw is None:
             continue
@@ -54,7 +57,7 @@ def read_settings() -> StackSettings:
             value = raw
         if key == API_KEY:
             secrets[key] = True
-        elif key == CLIENT_API_KEYS:
+        elif key in SECRET_MAPS:
             secrets[key] = {k: True for k in value} if isinstance(value, dict) else {}
         else:
             values[key] = value if isinstance(value, (list, dict)) else raw
@@ -65,7 +68,11 @@ def read_settings() -> StackSettings:
 
 
 def build(
-    plan: Plan, slice_id: str, api_keys: Mapping[UUID, pulumi.Input[str]], provider: k8s.Provider
+    plan: Plan,
+    slice_id: str,
+    api_keys: Mapping[UUID, pulumi.Input[str]],
+    provider: k8s.Provider,
+    database_passwords: Mapping[str, pulumi.Input[str]] | None = None,
 ) -> dict[str, object]:
     """Declare one slice of the plan: the platform, one client group, or (``all``) everything in one stack."""
     opts = pulumi.ResourceOptions(provider=provider)
@@ -74,6 +81,24 @@ def build(
     if slice_id in (PLATFORM_SLICE, ALL_SLICES):
         platform = Platform("platform", PlatformArgs(plan.platform), opts=opts)
         outputs["platformNamespace"] = platform.namespace
+        if plan.platform.database is not None:
+            # Imported here: the database's modules load a driver and two SDKs (a quarter of a second) that
+            # client stacks, the many, never use.
+            from sandbox_infra.database import Database, DatabaseArgs, admin_provider
+            from sandbox_infra.postgres import load_migrations
+
+            database_plan, passwords = plan.platform.database, database_passwords or {}
+            providers: list[pulumi.ProviderResource] = [provider]
+            if database_plan.roles_managed:
+                providers.append(admin_provider(database_plan, passwords["admin"]))
+            database = Database(
+                "database",
+                DatabaseArgs(
+                    database_plan, passwords, load_migrations(), namespace=platform.namespace, depends_on=[platform]
+                ),
+                opts=pulumi.ResourceOptions(providers=providers),
+            )
+            outputs["databaseSecrets"] = database.secrets
     if slice_id == PLATFORM_SLICE:
         return outputs
     if slice_id == ALL_SLICES:
@@ -137,6 +162,17 @@ def load_plan(settings: StackSettings) -> Plan:
     return build_plan(roster, settings)
 
 
+def database_passwords(settings: StackSettings, config: pulumi.Config) -> dict[str, pulumi.Input[str]]:
+    """Each database role's password, as a secret Output of ``databasePasswords.<kind>``."""
+    passwords = config.get_secret_object(DATABASE_PASSWORDS)
+    if passwords is None:
+        return {}
+    return {
+        kind: passwords.apply(lambda p, k=kind: str(p[k]))  # type: ignore[misc]
+        for kind in sorted(settings.database_passwords_present)
+    }
+
+
 def main() -> None:
     """Entry point of ``__main__.py``."""
     quiet_debug_logs()
@@ -145,5 +181,6 @@ def main() -> None:
     settings = read_settings()
     plan = handoff.receive(settings, Path(settings.roster)) or load_plan(settings)
     provider = k8s.Provider("kubernetes", enable_server_side_apply=True)
-    for key, value in build(plan, settings.slice, api_keys(plan, config), provider).items():
+    passwords = database_passwords(settings, config)
+    for key, value in build(plan, settings.slice, api_keys(plan, config), provider, passwords).items():
         pulumi.export(key, value)

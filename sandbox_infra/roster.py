@@ -28,6 +28,10 @@ SCHEMA_URL = "roster.schema.json"
 _EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 # A stack group: part of a Pulumi stack name (<environment>-<group>); `client-` names the default groups.
 _STACK_GROUP = r"^[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?$"
+# The widths of the platform database's columns these values are stored in (sandbox_infra/migrations/):
+# a longer value is a roster error on its line, not a failed database write later.
+NAME_MAX = 255
+EMAIL_MAX = 255
 
 
 class SandboxState(StrEnum):
@@ -88,8 +92,8 @@ class Freelancer(_Model):
     """A person who works in sandboxes, for one or more clients."""
 
     id: UUID = Field(description="Immutable id (UUID); every Kubernetes name derives from it.")
-    email: StrictStr = Field(pattern=_EMAIL, description="Unique contact address; may change.")
-    name: StrictStr | None = Field(default=None, description="Display name; may change.")
+    email: StrictStr = Field(pattern=_EMAIL, max_length=EMAIL_MAX, description="Unique contact address; may change.")
+    name: StrictStr | None = Field(default=None, max_length=NAME_MAX, description="Display name; may change.")
     sandboxes: list[SandboxEntry] = Field(default_factory=list)
 
 
@@ -97,7 +101,7 @@ class Client(_Model):
     """An organization freelancers work for: one namespace, one quota."""
 
     id: UUID = Field(description="Immutable id (UUID); the namespace is client-<id>.")
-    name: StrictStr = Field(min_length=1, description="Display name; may change.")
+    name: StrictStr = Field(min_length=1, max_length=NAME_MAX, description="Display name; may change.")
     stack: StrictStr | None = Field(
         default=None,
         pattern=_STACK_GROUP,
@@ -170,6 +174,9 @@ def _message(error: ErrorDetails, path: PathKey) -> str:
             "stack": "a stack group (lowercase letters, digits and '-', at most 40 characters)",
         }.get(field, "a valid value")
         return f"{value!r} is not {what}"
+    if kind == "string_too_long":
+        limit = error.get("ctx", {}).get("max_length")
+        return f"{len(str(value))} characters, more than the {limit} the platform database's column holds"
     if kind in _TYPE_NAMES:
         return f"expected {_TYPE_NAMES[kind]}, got {type(value).__name__} {value!r}"
     return str(error["msg"])

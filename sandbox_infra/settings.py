@@ -24,6 +24,11 @@ CONFIG_NAMESPACE = "sandbox-infra"
 # Keys whose values are secrets: only their presence is read outside Pulumi.
 API_KEY = "geminiApiKey"
 CLIENT_API_KEYS = "clientGeminiApiKeys"
+DATABASE_PASSWORDS = "databasePasswords"
+"""A map of secrets, one password per database role (``databasePasswords.<login>``; docs/database.md)."""
+SECRET_MAPS = (CLIENT_API_KEYS, DATABASE_PASSWORDS)
+"""Secret settings that are maps: their keys are in clear, each value is encrypted."""
+SECRET_KEYS = (API_KEY, *SECRET_MAPS)
 
 
 @dataclass(frozen=True)
@@ -134,8 +139,31 @@ class StackSettings:
     prices: Prices | None = None
     """Monthly prices for the change report's cost estimate (see :class:`Prices`); only the report reads them."""
 
+    database_host: str = ""
+    """The PostgreSQL server of the platform's database (docs/database.md). Empty: no database is declared."""
+
+    database_port: str = "5432"
+
+    database_name: str = "sandbox_platform"
+    """The platform's database. Its roles are named after it: ``<name>_owner``, ``_migrator``, ``_api``,
+    ``_operator`` and ``_readonly``, so two environments on one server never share a role."""
+
+    database_ssl_mode: str = "verify-full"
+    """libpq ``sslmode`` of every connection, the program's and the services'. ``disable`` only for a server
+    on the same host."""
+
+    database_roles: str = "managed"
+    """``managed``: the program creates the roles, the database, its schema and their privileges with
+    pulumi-postgresql, as ``databaseAdminRole``. ``existing``: a DBA prepared them (the script
+    ``python -m sandbox_infra database-script`` prints); the program only migrates and writes records."""
+
+    database_admin_role: str = ""
+    """The role pulumi-postgresql connects as (managed roles only): one with CREATEROLE and CREATEDB, such as
+    a managed server's administrator. Its password is ``databasePasswords.admin``."""
+
     api_key_present: bool = field(default=False, compare=False)
     client_api_keys_present: frozenset[str] = field(default_factory=frozenset, compare=False)
+    database_passwords_present: frozenset[str] = field(default_factory=frozenset, compare=False)
 
     @property
     def max_storage_bytes(self) -> Decimal:
@@ -157,6 +185,12 @@ _CONFIG_KEY = {field: key for key, field in SETTING_KEYS.items()}
 _SLICE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,78}[a-z0-9])?$")
 ENVIRONMENT = re.compile(r"^[a-z][a-z0-9]{0,15}$")
 ENVIRONMENT_RULE = "is not an environment name (lowercase letters and digits, starting with a letter, at most 16)"
+# A database name that leaves room for its roles' suffixes (the longest is `_readonly`) within PostgreSQL's 63.
+DATABASE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,53}$")
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+DATABASE_ROLE_MODES = ("managed", "existing")
+DATABASE_LOGINS = ("migrator", "api", "operator", "readonly")
+"""The roles that log in, each with its password in ``databasePasswords``; ``admin`` too for managed roles."""
 
 
 class SettingsError(ValueError):
@@ -224,7 +258,7 @@ def settings_from_mapping(values: Mapping[str, object], *, secret_keys: Mapping[
     """Build settings from ``{configKey: value}`` (namespace already stripped)."""
     kwargs: dict[str, object] = {}
     for key, value in values.items():
-        if key in (API_KEY, CLIENT_API_KEYS):
+        if key in SECRET_KEYS:
             continue
         name = SETTING_KEYS.get(key)
         if name is None:
@@ -249,11 +283,13 @@ def settings_from_mapping(values: Mapping[str, object], *, secret_keys: Mapping[
             raise SettingsError(f"{CONFIG_NAMESPACE}:{key}: expected a string, got {value!r}", key=key)
         else:
             kwargs[name] = value
-    client_keys = secret_keys.get(CLIENT_API_KEYS)
+    maps = {key: secret_keys.get(key) for key in SECRET_MAPS}
+    present = {key: frozenset(value) if isinstance(value, Mapping) else frozenset() for key, value in maps.items()}
     settings = StackSettings(
         **kwargs,  # type: ignore[arg-type]
         api_key_present=API_KEY in secret_keys,
-        client_api_keys_present=frozenset(client_keys) if isinstance(client_keys, Mapping) else frozenset(),
+        client_api_keys_present=present[CLIENT_API_KEYS],
+        database_passwords_present=present[DATABASE_PASSWORDS],
     )
     if not _SLICE.match(settings.slice):
         raise SettingsError(
@@ -271,7 +307,46 @@ def settings_from_mapping(values: Mapping[str, object], *, secret_keys: Mapping[
             key, value = _CONFIG_KEY[size], getattr(settings, size)
             raise SettingsError(f"{CONFIG_NAMESPACE}:{key}: {value} exceeds maxStorage {settings.max_storage}", key=key)
     _check_images(settings)
+    if settings.database_host:
+        _check_database(settings)
     return settings
+
+
+def database_logins(settings: StackSettings) -> tuple[str, ...]:
+    """The keys of ``databasePasswords`` the environment needs: every login role's, and the admin's when
+    the program manages the roles."""
+    return ("admin", *DATABASE_LOGINS) if settings.database_roles == "managed" else DATABASE_LOGINS
+
+
+def _check_database(settings: StackSettings) -> None:
+    def fail(field_name: str, message: str) -> SettingsError:
+        key = _CONFIG_KEY[field_name]
+        return SettingsError(f"{CONFIG_NAMESPACE}:{key}: {message}", key=key)
+
+    if not settings.database_port.isdigit() or not 0 < int(settings.database_port) < 65536:
+        raise fail("database_port", f"{settings.database_port!r} is not a TCP port (1-65535)")
+    if not DATABASE_NAME.match(settings.database_name) or settings.database_name.startswith("pg_"):
+        raise fail(
+            "database_name",
+            f"{settings.database_name!r} is not a database name (lowercase letters, digits and '_', not starting "
+            "with a digit or 'pg_', at most 54: its roles append up to 9 characters within PostgreSQL's 63)",
+        )
+    if settings.database_ssl_mode not in SSL_MODES:
+        raise fail(
+            "database_ssl_mode", f"{settings.database_ssl_mode!r} is not an sslmode (one of {', '.join(SSL_MODES)})"
+        )
+    if settings.database_roles not in DATABASE_ROLE_MODES:
+        raise fail("database_roles", f"{settings.database_roles!r} is not one of {', '.join(DATABASE_ROLE_MODES)}")
+    if settings.database_roles == "managed" and not settings.database_admin_role:
+        raise fail("database_admin_role", "required when databaseRoles is managed (the role that creates the others)")
+    missing = [login for login in database_logins(settings) if login not in settings.database_passwords_present]
+    if missing:
+        setting = f"{CONFIG_NAMESPACE}:{DATABASE_PASSWORDS}"
+        raise SettingsError(
+            f"{setting}: no password for {', '.join(missing)}: set each with "
+            f"`pulumi config set --secret --path '{setting}.{missing[0]}' ...` (docs/database.md)",
+            key=DATABASE_PASSWORDS,
+        )
 
 
 def _check_images(settings: StackSettings) -> None:
@@ -331,8 +406,8 @@ def _settings_from_document(document: Mapping[str, Any]) -> StackSettings:
         if not str(full_key).startswith(prefix):
             continue
         key = str(full_key)[len(prefix) :]
-        if key in (API_KEY, CLIENT_API_KEYS):
-            # Secrets are stored encrypted ({secure: ...}); a per-client map keeps its keys in clear.
+        if key in SECRET_KEYS:
+            # Secrets are stored encrypted ({secure: ...}); a map of secrets keeps its keys in clear.
             secrets[key] = {k: True for k in value} if isinstance(value, dict) and "secure" not in value else True
         else:
             plain[key] = value

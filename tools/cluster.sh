@@ -7,6 +7,8 @@
 #   tools/cluster.sh status   what runs, with process ids and endpoints
 #   tools/cluster.sh delete   down, then remove the cluster and database state (a fresh `up` recreates them)
 #
+# PostgreSQL: the `sandbox` role (an administrator that creates databases and roles) and its database, and the
+# dev environment's platform database with the roles a DBA would prepare (docs/database.md).
 # Control plane: `kwokctl` (binary runtime) runs etcd, kube-apiserver (admission as in a real cluster: Pod
 # Security, ResourceQuota, LimitRanger, ...; RBAC), kube-controller-manager, kube-scheduler and the kwok
 # controller, all from the binaries tools/controlplane.sh built, with no download. kwokctl keeps one pid file
@@ -352,10 +354,26 @@ start_postgres() {
   local password; password="$(cat "$PG_PASSWORD_FILE")"
   as_pg "$bin/psql" -q -v ON_ERROR_STOP=1 -h "$PG_SOCKET_DIR" -p "$PG_PORT" -U postgres -d postgres >/dev/null <<SQL
 SELECT format('CREATE ROLE %I LOGIN', '$PG_USER') WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$PG_USER') \gexec
-ALTER ROLE $PG_USER WITH LOGIN PASSWORD '$password';
+-- The local administrator, like a managed server's: no superuser, but it creates databases and roles
+-- (each database test creates its own, with roles of its own).
+ALTER ROLE $PG_USER WITH LOGIN CREATEDB CREATEROLE PASSWORD '$password';
 SELECT format('CREATE DATABASE %I OWNER %I', '$PG_DB', '$PG_USER') WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '$PG_DB') \gexec
 SQL
   (umask 077; printf 'postgresql://%s:%s@127.0.0.1:%s/%s\n' "$PG_USER" "$password" "$PG_PORT" "$PG_DB" >"$DATABASE_URL_FILE")
+}
+
+# prepare_platform_database: the dev environment's database, prepared as a DBA prepares one for
+# `databaseRoles: existing` (docs/database.md): the roles, the database, its schema and their privileges
+# from `python -m sandbox_infra database-script --env dev`, then the dev passwords (as SCRAM verifiers; the
+# passwords themselves are in Pulumi.dev.yaml, encrypted). Idempotent; run on every `up`.
+prepare_platform_database() {
+  local script psql=("$(pg_bin)/psql" -q -v ON_ERROR_STOP=1 -h "$PG_SOCKET_DIR" -p "$PG_PORT" -U postgres -d postgres)
+  "$TOOLS_DIR/toolchain.sh" venv
+  script="$(cd "$REPO_DIR" && .venv/bin/python -m sandbox_infra database-script --env dev)" ||
+    die "python -m sandbox_infra database-script --env dev failed (see above)"
+  as_pg "${psql[@]}" >/dev/null <<<"$script" || die "preparing the dev database roles failed (see above)"
+  as_pg "${psql[@]}" >/dev/null <"$TOOLS_DIR/cluster/dev-database-passwords.sql" ||
+    die "setting the dev database passwords failed (see above)"
 }
 
 stop_postgres() {
@@ -379,6 +397,7 @@ cmd_up() {
   BIN_DIR="$("$TOOLS_DIR/controlplane.sh" bin-dir)"
   mkdir -p "$PID_DIR" "$LOG_DIR" "$STATE_DIR/volumes"
   if kube_running && [[ -n "$(provisioner_pid)" ]] && pg_running && [[ -s "$DATABASE_URL_FILE" ]]; then
+    prepare_platform_database
     log "already running"
     print_summary
     return 0
@@ -408,6 +427,7 @@ cmd_up() {
   step "storage classes and $NODE_COUNT simulated nodes" apply_cluster_objects
   step "volume provisioner" start_provisioner
   step "PostgreSQL on 127.0.0.1:$PG_PORT (data $PG_DATA)" start_postgres
+  step "the dev environment's platform database and roles" prepare_platform_database
   log "up in $((SECONDS - start))s"
   print_summary
 }
