@@ -7,6 +7,7 @@ the stack's limits without running Pulumi or decrypting anything.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -16,12 +17,22 @@ from typing import Any
 
 import yaml
 
+from sandbox_infra.charts import RELEASE_GROUPS
 from sandbox_infra.quantity import QuantityError, parse_quantity
 
 CONFIG_NAMESPACE = "sandbox-infra"
 # Keys whose values are secrets: only their presence is read outside Pulumi.
 API_KEY = "geminiApiKey"
 CLIENT_API_KEYS = "clientGeminiApiKeys"
+REGISTRY_PULL_TOKEN = "registryPullToken"
+"""The Harbor robot account's token sandbox pods pull their images with (a secret string)."""
+PLATFORM_SECRETS = "platformSecrets"
+"""The Helm releases' own credentials (a secret object; which keys each release needs: ``charts.py``)."""
+SECRET_SETTINGS = (API_KEY, CLIENT_API_KEYS, REGISTRY_PULL_TOKEN, PLATFORM_SECRETS)
+"""Settings whose values are secrets; their keys (for objects) are in clear, their values never are."""
+
+RELEASES = tuple(RELEASE_GROUPS)
+"""The platform's Helm releases, each switched on by naming it in ``releases`` (charts.py pins them)."""
 
 
 @dataclass(frozen=True)
@@ -77,8 +88,38 @@ class StackSettings:
     )
     """Ranges that sandbox egress on ports 80/443 must never reach."""
 
+    releases: tuple[str, ...] = RELEASES
+    """The Helm releases the platform stack installs (see ``sandbox_infra/charts.py``); drop a name to switch
+    that release off. A stack that cannot reach the chart repositories (the local cluster) sets ``[]``."""
+
+    chart_image_mirror: str = "registry.platform.com/mirror"
+    """Where every image the releases run is mirrored, under its upstream path (e.g. ``<mirror>/istio/ztunnel``)."""
+
+    platform_storage_class: str = "standard"
+    """StorageClass of the releases' volumes (Prometheus, Loki, Tempo, Harbor)."""
+
+    registry_host: str = "registry.platform.com"
+    """Host of the platform's Harbor: the per-user images and the pull secret point at it."""
+
+    registry_pull_user: str = "robot$sandboxes+pull"
+    """Harbor robot account that sandbox pods pull with (its token: the secret ``registryPullToken``)."""
+
+    sandbox_host: str = "sandbox.platform.internal"
+    """Host the ingress gateway routes to code-server, by the ``freelancer-id`` and ``client-id`` headers."""
+
+    loki_storage: str = "filesystem"
+    """Where Loki keeps logs: ``filesystem`` (its volume) or ``s3`` (the bucket below, credentials from the
+    pod's cloud identity)."""
+
+    loki_s3_bucket: str = ""
+    loki_s3_region: str = ""
+    loki_s3_endpoint: str = ""
+    """Empty: the provider's default endpoint for the region."""
+
     api_key_present: bool = field(default=False, compare=False)
     client_api_keys_present: frozenset[str] = field(default_factory=frozenset, compare=False)
+    registry_pull_token_present: bool = field(default=False, compare=False)
+    platform_secrets_present: frozenset[str] = field(default_factory=frozenset, compare=False)
 
     @property
     def max_storage_bytes(self) -> Decimal:
@@ -106,12 +147,24 @@ class SettingsError(ValueError):
     """A stack setting with a wrong type or value."""
 
 
+def _json_list(value: object) -> object:
+    """A list setting given as its JSON text (how `pulumi config set KEY '[...]'` stores it), as a list."""
+    if isinstance(value, str) and value.startswith("["):
+        try:
+            parsed: object = json.loads(value)
+        except json.JSONDecodeError:
+            return value
+        return parsed if isinstance(parsed, list) else value
+    return value
+
+
 def settings_from_mapping(values: Mapping[str, object], *, secret_keys: Mapping[str, object]) -> StackSettings:
     """Build settings from ``{configKey: value}`` (namespace already stripped)."""
     kwargs: dict[str, object] = {}
-    for key, value in values.items():
-        if key in (API_KEY, CLIENT_API_KEYS):
+    for key, raw in values.items():
+        if key in SECRET_SETTINGS:
             continue
+        value = _json_list(raw)
         name = SETTING_KEYS.get(key)
         if name is None:
             raise SettingsError(
@@ -127,10 +180,13 @@ def settings_from_mapping(values: Mapping[str, object], *, secret_keys: Mapping[
         else:
             kwargs[name] = value
     client_keys = secret_keys.get(CLIENT_API_KEYS)
+    platform_secrets = secret_keys.get(PLATFORM_SECRETS)
     settings = StackSettings(
         **kwargs,  # type: ignore[arg-type]
         api_key_present=API_KEY in secret_keys,
         client_api_keys_present=frozenset(client_keys) if isinstance(client_keys, Mapping) else frozenset(),
+        registry_pull_token_present=REGISTRY_PULL_TOKEN in secret_keys,
+        platform_secrets_present=frozenset(platform_secrets) if isinstance(platform_secrets, Mapping) else frozenset(),
     )
     if not _SLICE.match(settings.slice):
         raise SettingsError(
@@ -147,7 +203,22 @@ def settings_from_mapping(values: Mapping[str, object], *, secret_keys: Mapping[
         if parse_quantity(getattr(settings, size)) > settings.max_storage_bytes:
             key, value = _CONFIG_KEY[size], getattr(settings, size)
             raise SettingsError(f"{CONFIG_NAMESPACE}:{key}: {value} exceeds maxStorage {settings.max_storage}")
+    _check_releases(settings)
     return settings
+
+
+def _check_releases(settings: StackSettings) -> None:
+    """The release switches name known releases, and Loki's storage is complete. (The secrets a release needs
+    are checked by the program that declares it, the platform stack's: client stacks never read them.)"""
+    unknown = sorted(set(settings.releases) - set(RELEASES))
+    if unknown:
+        raise SettingsError(
+            f"{CONFIG_NAMESPACE}:releases: unknown release {', '.join(unknown)} (expected any of {', '.join(RELEASES)})"
+        )
+    if settings.loki_storage not in ("filesystem", "s3"):
+        raise SettingsError(f"{CONFIG_NAMESPACE}:lokiStorage: {settings.loki_storage!r} is not filesystem or s3")
+    if "loki" in settings.releases and settings.loki_storage == "s3" and not settings.loki_s3_bucket:
+        raise SettingsError(f"{CONFIG_NAMESPACE}:lokiS3Bucket: required when lokiStorage is s3")
 
 
 def read_stack_file(path: Path) -> dict[str, Any]:
@@ -171,7 +242,7 @@ def settings_from_stack_document(document: Mapping[str, Any]) -> StackSettings:
         if not str(full_key).startswith(prefix):
             continue
         key = str(full_key)[len(prefix) :]
-        if key in (API_KEY, CLIENT_API_KEYS):
+        if key in SECRET_SETTINGS:
             # Secrets are stored encrypted ({secure: ...}); a per-client map keeps its keys in clear.
             secrets[key] = {k: True for k in value} if isinstance(value, dict) and "secure" not in value else True
         else:

@@ -266,6 +266,7 @@ def test_the_pack_depends_on_the_programs_pure_modules_only() -> None:
     modules = set(json.loads(loaded.stdout))
     assert modules <= {
         "sandbox_infra",
+        "sandbox_infra.charts",
         "sandbox_infra.naming",
         "sandbox_infra.quantity",
         "sandbox_infra.settings",
