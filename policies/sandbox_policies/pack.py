@@ -25,7 +25,18 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
-from sandbox_policies import config, credentials, namespaces, network, sandboxes, secrets, storage, tenancy, workloads
+from sandbox_policies import (
+    config,
+    credentials,
+    namespaces,
+    network,
+    sandboxes,
+    secrets,
+    services,
+    storage,
+    tenancy,
+    workloads,
+)
 from sandbox_policies.model import NAMESPACE, POD_SPEC_PATHS, PVC, SECRET, STATEFULSET, Resource, Violation
 
 PACK_NAME = "sandbox-infra-policies"
@@ -125,8 +136,10 @@ def all_policies() -> list[Policy]:
             ),
             remediation=_steps(workloads.FIX_SECURITY),
             types=WORKLOAD_TYPES,
-            check=lambda r, _: workloads.check_security(r),
+            # Only Istio's node agents are exempt (config privilegedNamespaces; never a client namespace).
+            check=lambda r, c: [] if r.namespace in config.privileged_namespaces(c) else workloads.check_security(r),
             severity=Severity.CRITICAL,
+            config_keys=(config.PRIVILEGED_NAMESPACES,),
         ),
         resource_policy(
             name="kubernetes-core-v1-pod-allowed-pinned-images",
@@ -154,6 +167,15 @@ def all_policies() -> list[Policy]:
             check=lambda r, c: workloads.check_tier(r, config.tiers(c)),
             severity=Severity.HIGH,
             config_keys=(config.TIERS,),
+        ),
+        resource_policy(
+            name="kubernetes-helm-v4-chart-pinned-allowed-repository",
+            description="Helm releases name an exact chart version from an allowed chart repository.",
+            remediation=_steps(services.FIX_CHART),
+            types=frozenset({services.CHART}),
+            check=lambda r, c: services.check_chart(r, config.allowed_chart_repositories(c)),
+            severity=Severity.HIGH,
+            config_keys=(config.ALLOWED_CHART_REPOSITORIES,),
         ),
         resource_policy(
             name="kubernetes-core-v1-persistentvolumeclaim-protected-sandbox-volume",
@@ -218,6 +240,26 @@ def all_policies() -> list[Policy]:
             remediation="Declare sandboxes only through FreelancerSandbox.",
             check=lambda rs, _: sandboxes.check_sandboxes_complete(rs),
             severity=Severity.HIGH,
+        ),
+        stack_policy(
+            name="kubernetes-platform-v1-client-routing-and-monitoring",
+            description=(
+                "Every client namespace has a PeerAuthentication, an AuthorizationPolicy and a PrometheusRule, "
+                "and a VirtualService once it has an active sandbox."
+            ),
+            remediation="Declare each client through ClientRouting and ClientMonitoring.",
+            check=lambda rs, _: services.check_client_services(rs),
+            severity=Severity.HIGH,
+        ),
+        stack_policy(
+            name="kubernetes-networking-istio-v1-virtualservice-tenant-routes",
+            description=(
+                "No route reaches a client's sandboxes except from its own namespace's VirtualService, on its own "
+                "client-id and the sandbox's freelancer-id."
+            ),
+            remediation=_steps(services.FIX_ROUTES),
+            check=lambda rs, _: services.check_routes(rs),
+            severity=Severity.CRITICAL,
         ),
         stack_policy(
             name="kubernetes-networking-v1-networkpolicy-tenant-isolation",
