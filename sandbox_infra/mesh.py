@@ -2,8 +2,8 @@
 
 Renders the routing part of a client's plan (:mod:`sandbox_infra.routing` computes it): PeerAuthentication
 STRICT for the namespace, an AuthorizationPolicy that lets only the ingress gateway and the platform
-reach code-server, the client's VirtualService (one route per active sandbox), and the NetworkPolicy that
-admits the gateway to the sandbox pods (the namespace's own policies admit only the platform).
+reach code-server, the client's VirtualService (one route per active sandbox, rendered from its ids), and the
+NetworkPolicy that admits the gateway to the sandbox pods (the namespace's own policies admit only the platform).
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ class ClientRouting(pulumi.ComponentResource):
         plan = args.plan
         labels = naming.labels(name="client-routing", instance=plan.namespace, component="mesh", client=plan.client_id)
         child = pulumi.ResourceOptions(parent=self, depends_on=args.depends_on)
-        for obj in plan.mesh_objects:
+        assert plan.mesh is not None, "build_plan plans every tenant's mesh"
+        for obj in plan.mesh.objects():
             declare_object(name, obj, labels, child)
         gateway: k8s.networking.v1.NetworkPolicyPeerArgsDict = {
             "namespace_selector": {"match_labels": {NAMESPACE_NAME_LABEL: GATEWAY_NAMESPACE}},
@@ -66,5 +67,5 @@ class ClientRouting(pulumi.ComponentResource):
             "labels": labels,
         }
         k8s.networking.v1.NetworkPolicy(f"{name}-allow-ingress-gateway", metadata=metadata, spec=spec, opts=child)
-        self.routes = sum(len(o.spec.get("http", [])) for o in plan.mesh_objects if o.kind == "VirtualService")
+        self.routes = len(plan.mesh.active)
         self.register_outputs({"routes": self.routes})

@@ -35,6 +35,7 @@ class ClientMonitoring(pulumi.ComponentResource):
             name="client-monitoring", instance=plan.namespace, component="monitoring", client=plan.client_id
         )
         child = pulumi.ResourceOptions(parent=self, depends_on=args.depends_on)
-        for obj in plan.monitoring_objects:
+        assert plan.alerts is not None, "build_plan plans every tenant's alerts"
+        for obj in plan.alerts.objects():
             declare_object(name, obj, labels, child)
         self.register_outputs({})

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
 from grafana_foundation_sdk.builders import dashboard as dash
 from grafana_foundation_sdk.builders import prometheus, stat, table, timeseries
@@ -25,6 +27,7 @@ from grafana_foundation_sdk.models.dashboard import DataSourceRef, VariableRefre
 
 from sandbox_infra import naming
 from sandbox_infra.charts import LOKI_URL
+from sandbox_infra.routing import API_VERSION_MONITORING, ObjectPlan
 
 SANDBOX_POD = f"{naming.SANDBOX_APP}-.+"
 """Sandbox pods are ``sandbox-<freelancer-id>-0`` (one StatefulSet replica)."""
@@ -44,6 +47,18 @@ PROMETHEUS = DataSourceRef(type_val="prometheus", uid="prometheus")
 
 
 # --- alert rules --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClientAlertsPlan:
+    """A client's PrometheusRule, kept as the ids it is made of; :meth:`objects` renders it."""
+
+    client_id: UUID
+    namespace: str
+
+    def objects(self) -> tuple[ObjectPlan, ...]:
+        spec = alert_rules(self.namespace, str(self.client_id))
+        return (ObjectPlan(API_VERSION_MONITORING, "PrometheusRule", "sandbox-alerts", self.namespace, spec),)
 
 
 def alert_rules(namespace: str, client_id: str) -> dict[str, Any]:

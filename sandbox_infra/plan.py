@@ -31,9 +31,10 @@ from sandbox_infra.charts import (
     release_plans,
 )
 from sandbox_infra.namespaces import NamespacePlan, platform_namespaces
+from sandbox_infra.observability import ClientAlertsPlan
 from sandbox_infra.quantity import format_bytes, format_cpu, parse_quantity
 from sandbox_infra.roster import Freelancer, Roster, SandboxEntry, SandboxState
-from sandbox_infra.routing import ObjectPlan
+from sandbox_infra.routing import ClientMeshPlan, ObjectPlan
 from sandbox_infra.settings import StackSettings
 from sandbox_infra.tiers import GPU_RESOURCE, TIERS, ZERO, ContainerResources, Resources, Tier, split_budget
 
@@ -172,11 +173,10 @@ class TenantPlan:
     egress_denied_cidrs: tuple[str, ...]
     max_volume_size: str
     sandboxes: tuple[SandboxPlan, ...]
-    mesh_objects: tuple[ObjectPlan, ...] = ()
-    """Istio objects in the client's namespace: mTLS, who may reach code-server, the routes of its active
-    sandboxes (see :mod:`sandbox_infra.routing`)."""
-    monitoring_objects: tuple[ObjectPlan, ...] = ()
-    """Its PrometheusRule (see :mod:`sandbox_infra.observability`)."""
+    mesh: ClientMeshPlan | None = None
+    """Its Istio objects: mTLS, who may reach code-server, a route per active sandbox (see routing.py)."""
+    alerts: ClientAlertsPlan | None = None
+    """Its PrometheusRule (:mod:`sandbox_infra.observability`)."""
     mesh_labels: tuple[tuple[str, str], ...] = tuple(routing.AMBIENT_LABELS.items())
     """Namespace labels that put its pods in Istio's ambient mesh."""
     pull_secret: PullSecretPlan | None = None
@@ -353,28 +353,6 @@ def services_plan(settings: StackSettings) -> ServicesPlan:
     )
 
 
-def _tenant_objects(
-    client_id: UUID, sandboxes: tuple[SandboxPlan, ...], settings: StackSettings
-) -> tuple[tuple[ObjectPlan, ...], tuple[ObjectPlan, ...]]:
-    namespace = naming.namespace(client_id)
-    active = [s.freelancer_id for s in sandboxes if s.state is SandboxState.ACTIVE]
-    mesh = routing.client_objects(
-        client_id=client_id,
-        namespace=namespace,
-        host=settings.sandbox_host,
-        platform_namespace=settings.platform_namespace,
-        active=active,
-    )
-    rules = ObjectPlan(
-        routing.API_VERSION_MONITORING,
-        "PrometheusRule",
-        "sandbox-alerts",
-        namespace,
-        observability.alert_rules(namespace, str(client_id)),
-    )
-    return mesh, (rules,)
-
-
 def build_plan(roster: Roster, settings: StackSettings) -> Plan:
     """The desired state of every slice. ``roster`` must be valid (``load_roster`` checked it)."""
     by_client: dict[UUID, list[SandboxPlan]] = defaultdict(list)
@@ -390,7 +368,6 @@ def build_plan(roster: Roster, settings: StackSettings) -> Plan:
     # Canonical order (by id, not by position in the file), so reordering the roster changes no plan.
     for client in sorted(roster.clients, key=lambda c: str(c.id)):
         sandboxes = tuple(sorted(by_client[client.id], key=lambda s: str(s.freelancer_id)))
-        mesh, monitoring = _tenant_objects(client.id, sandboxes, settings)
         tenant = TenantPlan(
             client_id=client.id,
             client_name=client.name,
@@ -402,8 +379,14 @@ def build_plan(roster: Roster, settings: StackSettings) -> Plan:
             egress_denied_cidrs=settings.egress_denied_cidrs,
             max_volume_size=settings.max_storage,
             sandboxes=sandboxes,
-            mesh_objects=mesh,
-            monitoring_objects=monitoring,
+            mesh=ClientMeshPlan(
+                client.id,
+                naming.namespace(client.id),
+                settings.sandbox_host,
+                settings.platform_namespace,
+                tuple(s.freelancer_id for s in sandboxes if s.state is SandboxState.ACTIVE),
+            ),
+            alerts=ClientAlertsPlan(client.id, naming.namespace(client.id)),
             pull_secret=pull_secret,
         )
         groups.setdefault(slice_of(client.id, client.stack), []).append(tenant)

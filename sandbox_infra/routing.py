@@ -19,7 +19,6 @@ object neared etcd's 1.5 MiB limit.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -74,20 +73,45 @@ def sandbox_service_host(freelancer_id: UUID, namespace: str) -> str:
     return f"{naming.sandbox(freelancer_id)}.{namespace}.svc.cluster.local"
 
 
-def virtual_service(*, client_id: UUID, namespace: str, host: str, freelancers: Sequence[UUID]) -> ObjectPlan:
-    """The client's routes: one per active sandbox, each matching both headers exactly."""
-    routes = [
-        {
-            "name": naming.sandbox(fid),
-            "match": [{"headers": {FREELANCER_HEADER: {"exact": str(fid)}, CLIENT_HEADER: {"exact": str(client_id)}}}],
-            "route": [
-                {"destination": {"host": sandbox_service_host(fid, namespace), "port": {"number": CODE_SERVER_PORT}}}
-            ],
-        }
-        for fid in freelancers
-    ]
-    spec = {"hosts": [host], "gateways": [GATEWAY], "exportTo": [GATEWAY_NAMESPACE], "http": routes}
-    return ObjectPlan(API_VERSION_NETWORKING, "VirtualService", "sandboxes", namespace, spec)
+@dataclass(frozen=True)
+class ClientMeshPlan:
+    """A client's mesh objects, kept as the ids they are made of (cheap to build and to compare at 10,000
+    sandboxes); :meth:`objects` renders them."""
+
+    client_id: UUID
+    namespace: str
+    host: str
+    platform_namespace: str
+    active: tuple[UUID, ...]
+    """Freelancers of its active sandboxes, in plan order: one route each."""
+
+    def objects(self) -> tuple[ObjectPlan, ...]:
+        """mTLS, who may connect, and (when it has active sandboxes) the routes."""
+        objects = [peer_authentication(self.namespace), authorization_policy(self.namespace, self.platform_namespace)]
+        if self.active:  # a VirtualService without routes is refused by Istio's validation
+            objects.append(self.virtual_service())
+        return tuple(objects)
+
+    def virtual_service(self) -> ObjectPlan:
+        """One route per active sandbox, each matching both headers exactly."""
+        client = str(self.client_id)
+        routes = [
+            {
+                "name": naming.sandbox(fid),
+                "match": [{"headers": {FREELANCER_HEADER: {"exact": str(fid)}, CLIENT_HEADER: {"exact": client}}}],
+                "route": [
+                    {
+                        "destination": {
+                            "host": sandbox_service_host(fid, self.namespace),
+                            "port": {"number": CODE_SERVER_PORT},
+                        }
+                    }
+                ],
+            }
+            for fid in self.active
+        ]
+        spec = {"hosts": [self.host], "gateways": [GATEWAY], "exportTo": [GATEWAY_NAMESPACE], "http": routes}
+        return ObjectPlan(API_VERSION_NETWORKING, "VirtualService", "sandboxes", self.namespace, spec)
 
 
 def peer_authentication(namespace: str) -> ObjectPlan:
@@ -110,16 +134,6 @@ def authorization_policy(namespace: str, platform_namespace: str) -> ObjectPlan:
         ],
     }
     return ObjectPlan(API_VERSION_SECURITY, "AuthorizationPolicy", "sandbox-access", namespace, spec)
-
-
-def client_objects(
-    *, client_id: UUID, namespace: str, host: str, platform_namespace: str, active: Sequence[UUID]
-) -> tuple[ObjectPlan, ...]:
-    """A client's routing objects: mTLS, who may connect, and (when it has active sandboxes) the routes."""
-    objects = [peer_authentication(namespace), authorization_policy(namespace, platform_namespace)]
-    if active:  # a VirtualService without routes is refused by Istio's validation
-        objects.append(virtual_service(client_id=client_id, namespace=namespace, host=host, freelancers=active))
-    return tuple(objects)
 
 
 def gateway(*, sandbox_host: str, registry_host: str) -> ObjectPlan:

@@ -61,7 +61,8 @@ def _plan(environment: Environment) -> Plan:
 def _objects(plan: Plan) -> list[ObjectPlan]:
     assert plan.platform.services is not None
     platform = [o for service in plan.platform.services.all() for o in service.objects]
-    return platform + [o for t in plan.tenants() for o in (*t.mesh_objects, *t.monitoring_objects)]
+    clients = [o for t in plan.tenants() for part in (t.mesh, t.alerts) if part is not None for o in part.objects()]
+    return platform + clients
 
 
 def _stored(obj: ObjectPlan) -> dict[str, Any]:
