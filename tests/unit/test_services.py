@@ -466,3 +466,15 @@ def test_client_namespaces_get_the_pull_secret_as_a_secret(example: Recorder) ->
     # The per-user images live in the same Harbor.
     assert EXAMPLE_SETTINGS.user_image_prefix.startswith(f"{EXAMPLE_SETTINGS.registry_host}/")
     assert EXAMPLE_SETTINGS.user_image_prefix.endswith("/gemini-cli-user-")
+
+
+def test_every_secret_a_release_names_is_one_the_program_checks_for() -> None:
+    """The program stops early for missing secrets by PLATFORM_SECRETS; a SecretRef outside it would fail late."""
+    from sandbox_infra.charts import SecretRef
+
+    plan = build_plan(load_roster(REPO / "roster.yaml", EXAMPLE_SETTINGS), EXAMPLE_SETTINGS)
+    assert plan.platform.services is not None
+    for service in plan.platform.services.all():
+        for release in service.releases:
+            refs = {v.key for _, v in _walk(release.values) if isinstance(v, SecretRef)}
+            assert refs == set(PLATFORM_SECRETS.get(release.name, ())), release.name
