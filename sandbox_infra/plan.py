@@ -30,11 +30,11 @@ from sandbox_infra.charts import (
     ReleasePlan,
     release_plans,
 )
-from sandbox_infra.namespaces import NamespacePlan, platform_namespaces
 from sandbox_infra.observability import ClientAlertsPlan
 from sandbox_infra.quantity import format_bytes, format_cpu, parse_quantity
 from sandbox_infra.roster import Freelancer, Roster, SandboxEntry, SandboxState
 from sandbox_infra.routing import ClientMeshPlan, ObjectPlan
+from sandbox_infra.service_namespaces import NamespacePlan, platform_namespaces
 from sandbox_infra.settings import StackSettings
 from sandbox_infra.tiers import GPU_RESOURCE, TIERS, ZERO, ContainerResources, Resources, Tier, split_budget
 

@@ -1,7 +1,7 @@
 """The platform's third-party services (the mesh, monitoring, the registry), declared from the plan.
 
 A :class:`PlatformService` declares its namespaces (each a :class:`PlatformNamespace`: Pod Security,
-default-deny and the allows of :mod:`sandbox_infra.namespaces`), its Helm releases as pulumi-kubernetes
+default-deny and the allows of :mod:`sandbox_infra.service_namespaces`), its Helm releases as pulumi-kubernetes
 ``helm.v4.Chart`` resources (pinned in :mod:`sandbox_infra.charts`), and its custom objects (Gateway,
 ServiceMonitor...) and dashboards. A release switched off by the ``releases`` setting is simply not in the
 plan; its namespace and objects still are, so a stack without the charts (the local cluster, where the
@@ -19,10 +19,10 @@ import pulumi_kubernetes as k8s
 
 from sandbox_infra import naming
 from sandbox_infra.charts import ReleasePlan, SecretRef
-from sandbox_infra.namespaces import Allow, NamespacePlan, Peer
 from sandbox_infra.plan import ServicePlan
 from sandbox_infra.platform import pod_security_labels
 from sandbox_infra.routing import ObjectPlan
+from sandbox_infra.service_namespaces import Allow, NamespacePlan, Peer
 
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 DASHBOARD_LABEL = {"grafana_dashboard": "1"}
