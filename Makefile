@@ -7,13 +7,16 @@ PYTHON_VENV := .venv
 PY := $(PYTHON_VENV)/bin/python
 ENVIRONMENT ?= dev
 ROSTER ?= roster.yaml
+# Where the pull-request and deployment steps write their files (the workflows upload it as artifacts).
+OUT ?= out
+CI_STEP = ENVIRONMENT=$(ENVIRONMENT) OUT=$(OUT) tools/ci.sh
 
 .PHONY: help
 help: ## list the targets ([build]: needs the long Go build, cached; [cluster]: starts the local cluster)
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 .PHONY: venv
-venv: ## the Python virtualenv only (seconds to a minute): all that check, lint and unit need
+venv: ## the Python virtualenvs only (the program's, and the scanner's; a minute or two once): all that check, lint and unit need
 	@tools/toolchain.sh venv
 
 .PHONY: toolchain
@@ -49,8 +52,8 @@ preview: toolchain cluster-up ## [build+cluster] check the roster and preview th
 	@tools/up.sh --preview $(ENVIRONMENT)
 
 .PHONY: lint
-lint: venv ## ruff + mypy --strict
-	@$(PYTHON_VENV)/bin/ruff check . && $(PYTHON_VENV)/bin/ruff format --check . && $(PYTHON_VENV)/bin/mypy
+lint: venv ## ruff + mypy --strict; checkov over every object the example roster declares; actionlint + shellcheck on the workflows (actionlint: Go, built once in ~30 s)
+	@tools/lint.sh
 
 .PHONY: unit
 unit: venv ## unit and policy tests under mocks: no engine, no cluster
@@ -67,3 +70,33 @@ bench: toolchain cluster-up ## [build+cluster] the single-stack scale benchmark 
 .PHONY: bench-stacks
 bench-stacks: toolchain cluster-up ## [build+cluster] the split layout at scale (ARGS="--quick" ...); rewrites bench/STACKS.md
 	@$(PY) -m bench.stacks $(ARGS)
+
+# ---- the roster pull-request workflows (.github/workflows/; docs/pull-requests.md): one target per step ----
+
+.PHONY: pr-check
+pr-check: venv ## the roster check with BASE's roster as --previous (BASE=origin/main)
+	@$(CI_STEP) check
+
+.PHONY: report
+report: venv ## the change report against BASE=rev|file: $(OUT)/report.md and report.json; exit 1 if refused
+	@$(CI_STEP) report
+
+.PHONY: pr-preview
+pr-preview: toolchain ## [build] preview of the stacks BASE..HEAD touches, with the policy pack -> $(OUT)/preview.json
+	@$(CI_STEP) preview
+
+.PHONY: pr-comment
+pr-comment: venv ## the pull request comment -> $(OUT)/comment.md (the report, with the preview if it ran)
+	@$(CI_STEP) comment
+
+.PHONY: pr-comment-post
+pr-comment-post: ## create or update in place the one report comment on pull request PR=n (gh, GH_TOKEN)
+	@$(CI_STEP) post
+
+.PHONY: deploy
+deploy: toolchain ## [build] up of the stacks changed since BASE (default: the last deployment; else every stack)
+	@$(CI_STEP) deploy
+
+.PHONY: drift
+drift: toolchain ## [build] preview --refresh of every stack (SHARD=i/n), failing and naming any that drifted
+	@$(CI_STEP) drift

@@ -12,6 +12,7 @@ measurement until its time limit.
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections import Counter
 from pathlib import Path
@@ -61,7 +62,9 @@ def _sandbox(client: str, rng: random.Random) -> dict[str, Any]:
             "limits": {"cpu": str(cpu * 2), "memory": f"{memory * 2}Gi"},
         }
     if rng.random() < 0.1:
-        entry["image"] = f"2026.{rng.randint(1, 12)}.{rng.randint(1, 28)}"
+        tag = f"2026.{rng.randint(1, 12)}.{rng.randint(1, 28)}"
+        # Pinned by digest, as stacks require by default (a made-up one: benchmarks pull no image).
+        entry["image"] = f"{tag}@sha256:{hashlib.sha256(tag.encode()).hexdigest()}"
     if rng.random() < 0.1:
         entry["storage"] = {"workspace": f"{rng.choice((20, 100, 200))}Gi", "home": "20Gi"}
     if rng.random() < SUSPENDED_SHARE:

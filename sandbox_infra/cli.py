@@ -15,6 +15,7 @@ import sys
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sandbox_infra.changes import BaseError, ShardError, Touched, load_base, shard, touched
 from sandbox_infra.environment import Environment, load_environment
@@ -24,6 +25,9 @@ from sandbox_infra.roster import Roster, SandboxState, load_roster
 from sandbox_infra.schema import roster_schema
 from sandbox_infra.settings import CONFIG_NAMESPACE, SettingsError, StackSettings, settings_from_stack_file
 from sandbox_infra.source import InputError, Positions, load_yaml
+
+if TYPE_CHECKING:  # the engine's client: imported only by the commands that run stacks
+    from sandbox_infra.orchestrator import StackRun
 
 
 def _settings(stack: str, project_dir: Path) -> tuple[StackSettings, str]:
@@ -69,16 +73,18 @@ def _check(args: argparse.Namespace) -> int:
                 print(diagnostic)
             return 1
         closing = f"{args.roster}: {{count}} unsafe change(s) compared with {args.previous}"
-        if _unsafe_changes(previous, positions, roster, closing=closing):
+        if _unsafe_changes(previous, positions, roster, settings, closing=closing):
             return 1
     print(f"{args.roster}: valid: {summary(roster)}")
     return 0
 
 
-def _unsafe_changes(previous: object, positions: Positions, roster: Roster, *, closing: str) -> bool:
-    """Print what ``roster`` removes or moves unsafely compared with ``previous`` (and any notes), then
-    ``closing`` with ``{count}`` filled in; True if there was anything unsafe."""
-    errors, notes = removals(previous, positions, roster)
+def _unsafe_changes(
+    previous: object, positions: Positions, roster: Roster, settings: StackSettings, *, closing: str
+) -> bool:
+    """Print what ``roster`` removes, moves or shrinks unsafely compared with ``previous`` (and any notes),
+    then ``closing`` with ``{count}`` filled in; True if there was anything unsafe."""
+    errors, notes = removals(previous, positions, roster, settings)
     for diagnostic in notes:
         print(f"note: {diagnostic}", file=sys.stderr)
     for diagnostic in errors:
@@ -104,14 +110,14 @@ def _stacks(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        roster = environment.load_roster()
+        roster, plan_key = environment.load_roster_keyed()
     except InputError as exc:
         for diagnostic in exc.diagnostics:
             print(diagnostic)
         print(f"{environment.settings.roster}: {len(exc.diagnostics)} error(s); no stack was run", file=sys.stderr)
         return 1
     closing = f"{{count}} unsafe change(s) compared with {base.name if base else ''}; no stack was run"
-    if base is not None and _unsafe_changes(base.data, base.positions, roster, closing=closing):
+    if base is not None and _unsafe_changes(base.data, base.positions, roster, environment.settings, closing=closing):
         return 1
     plan = environment.plan(roster)
     change = touched(
@@ -136,13 +142,26 @@ def _stacks(args: argparse.Namespace) -> int:
             f"==> {args.command} of {len(runs)} stack(s) of {environment.name}, {orchestrator.parallel} at a time",
             file=sys.stderr,
         )
-        orchestrator.run(args.command, plan, runs, refresh=args.refresh)
+        orchestrator.run(args.command, plan, runs, refresh=args.refresh, plan_key=plan_key)
     except OrchestratorError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if getattr(args, "expect_no_changes", False):
+        _mark_drift(runs)
     report = Report(environment.name, args.command, runs, change.removed, tuple(orphans))
     print(json.dumps(report.to_json(), indent=2) if args.json else report.table())
     return 0 if report.ok else 1
+
+
+def _mark_drift(runs: Sequence[StackRun]) -> None:
+    """``--expect-no-changes`` (the drift check): a stack whose preview shows anything but unchanged resources
+    has drifted from the roster (or was changed by hand); it fails, by name."""
+    from sandbox_infra.orchestrator import format_changes
+
+    for run in runs:
+        changed = {op: n for op, n in run.changes.items() if op != "same" and n}
+        if run.status == "ok" and changed:
+            run.status, run.error = "drifted", f"expected no changes, the preview shows {format_changes(changed)}"
 
 
 def _adopt(args: argparse.Namespace) -> int:
@@ -181,6 +200,30 @@ def _adopt(args: argparse.Namespace) -> int:
     print(f"==> moved {moved} components from {source} into {len(moves)} stack(s)", file=sys.stderr)
     report = Report(environment.name, "adopt (preview after the move)", runs)
     print(json.dumps(report.to_json(), indent=2) if args.json else report.table())
+    return 0 if report.ok else 1
+
+
+def _report(args: argparse.Namespace) -> int:
+    """The change report of the roster against ``--base`` (markdown or JSON); exit 1 when anything is refused,
+    the roster is invalid or the preview given failed."""
+    from sandbox_infra.report import ReportError, build_report, load_preview, to_json_text, to_markdown
+
+    try:
+        environment = load_environment(args.env, Path(args.project_dir))
+        base = load_base(environment, args.base)
+        preview = load_preview(Path(args.preview)) if args.preview else None
+        report = build_report(environment, base, preview=preview)
+    except (SettingsError, BaseError, ReportError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    text = to_json_text(report) if args.format == "json" else to_markdown(report)
+    if args.output:
+        output = Path(args.output)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text, encoding="utf-8")
+        print(f"{output}: {args.format} report, {report.verdict}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
     return 0 if report.ok else 1
 
 
@@ -233,6 +276,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     adopt.add_argument("--json", action="store_true", help="print the summary as JSON")
     adopt.add_argument("--project-dir", default=".", help="directory holding Pulumi.yaml (default: .)")
     adopt.set_defaults(run=_adopt)
+    report = commands.add_parser(
+        "report", help="what a roster change does: who gets what, quotas, capacity, cost, data at risk (no engine)"
+    )
+    report.add_argument("--base", required=True, metavar="FILE|REV", help="the roster before the change")
+    report.add_argument("--env", default="dev", help="environment: settings in Pulumi.<env>.yaml (default: dev)")
+    report.add_argument("--format", choices=("markdown", "json"), default="markdown", help="default: markdown")
+    report.add_argument("--preview", metavar="FILE", help="add the summary that `preview --json` wrote to FILE")
+    report.add_argument("--output", metavar="FILE", help="write the report to FILE (default: standard output)")
+    report.add_argument("--project-dir", default=".", help="directory holding Pulumi.yaml (default: .)")
+    report.set_defaults(run=_report)
     for name, summary in (
         ("plan", "list the stacks a change touches, and why (no engine, no cluster)"),
         ("preview", "preview the stacks a change touches, with the policy pack"),
@@ -249,6 +302,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         sub.add_argument("--refresh", action="store_true", help="refresh each stack's state before the operation")
         sub.add_argument("--json", action="store_true", help="print the summary as JSON")
         sub.add_argument("--project-dir", default=".", help="directory holding Pulumi.yaml (default: .)")
+        if name == "preview":
+            sub.add_argument(
+                "--expect-no-changes",
+                action="store_true",
+                help="fail every stack whose preview shows a change (the drift check: with --refresh --all)",
+            )
         sub.set_defaults(run=_stacks)
     args = parser.parse_args(argv)
     result: int = args.run(args)

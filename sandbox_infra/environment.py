@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from sandbox_infra import handoff
 from sandbox_infra.plan import ALL_SLICES, PLATFORM_SLICE, Plan, SlicePlan, build_plan, stack_name
 from sandbox_infra.roster import Roster, load_roster, validate
 from sandbox_infra.settings import (
@@ -63,6 +64,15 @@ class Environment:
             stack_file=stack_file_name(self.name),
         )
 
+    def load_roster_keyed(self) -> tuple[Roster, str | None]:
+        """The roster, and the key its plan is handed to the stacks under (:mod:`sandbox_infra.handoff`);
+        None when the file changed while it was read."""
+        path = self.project_dir / self.settings.roster
+        before = handoff.file_digest(path)
+        roster = self.load_roster()
+        after = handoff.file_digest(path)
+        return roster, handoff.key(after, self.settings) if after is not None and after == before else None
+
     def validate(self, data: object, positions: Positions) -> Roster:
         """A roster already loaded (e.g. the base of a change), validated against this environment's settings."""
         return validate(data, positions, self.settings, stack_file=stack_file_name(self.name))
@@ -107,7 +117,7 @@ def load_environment(name: str, project_dir: Path, *, adopting: bool = False) ->
     if not path.is_file():
         raise SettingsError(f"{path.name}: no such settings file for environment {name!r} in {project_dir}")
     document = read_stack_file(path)
-    settings = settings_from_stack_document(document)
+    settings = settings_from_stack_document(document, path=path)
     allowed = (PLATFORM_SLICE, ALL_SLICES) if adopting else (PLATFORM_SLICE,)
     if settings.slice not in allowed or settings.environment not in ("", name):
         raise SettingsError(

@@ -18,6 +18,7 @@ import json
 import os
 import re
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -27,13 +28,17 @@ from typing import Any, TextIO
 
 from pulumi import automation as auto
 
+from sandbox_infra import handoff
 from sandbox_infra.adoption import SANDBOX_TYPE, TENANT_TYPE, planned_moves
 from sandbox_infra.changes import Touched
 from sandbox_infra.environment import Environment
 from sandbox_infra.plan import PLATFORM_SLICE, Plan
+from sandbox_infra.settings import StackSettings
 
 OPERATIONS = ("preview", "up", "refresh")
 POLICY_PACK = "policies/serve"
+DIGEST_POLICY = "kubernetes-core-v1-pod-images-by-digest"
+"""The pack's digest rule (a test checks the pack has it: the program never imports the pack)."""
 QUOTA_RACE = "Operation cannot be fulfilled on resourcequotas"
 QUOTA_RACE_RETRIES = 2
 # What one stack's run holds in memory at most (engine, program, provider, policy pack; about 600 MiB
@@ -49,6 +54,14 @@ ENGINE_ENV = {
 PREVIEW_ENV = {"PULUMI_SKIP_CHECKPOINTS": "true"}
 
 
+def policy_pack_config(settings: StackSettings) -> dict[str, Any] | None:
+    """The pack's config for an environment (None: the pack's own, every rule mandatory). Where the stack
+    setting requireImageDigests is false, the digest rule only warns: the setting is what decides."""
+    if settings.require_image_digests:
+        return None
+    return {DIGEST_POLICY: {"enforcementLevel": "advisory"}}
+
+
 class OrchestratorError(RuntimeError):
     """A problem that stops the command before any stack runs (a message for a person, no traceback)."""
 
@@ -61,7 +74,7 @@ class StackRun:
     slice: str
     reason: str
     status: str = "pending"
-    """pending, ok, failed or skipped."""
+    """pending, ok, failed, skipped, or drifted (a preview with ``--expect-no-changes`` that shows changes)."""
     created: bool = False
     """The stack did not exist and this command created it."""
     changes: dict[str, int] = field(default_factory=dict)
@@ -154,6 +167,7 @@ class Orchestrator:
         self.out = out
         self.progress_every = progress_every
         self._lock = threading.Lock()
+        self._policy_configs: list[str] | None = None
         self._env = {**ENGINE_ENV, **{k: v for k, v in environ.items() if k.startswith("PULUMI_K8S_")}}
         # Client stacks are created with the environment's secrets provider (absent: the passphrase), whose
         # key their copied ciphertexts need.
@@ -220,15 +234,36 @@ class Orchestrator:
 
     # ---- running ---------------------------------------------------------------------------------------
 
-    def run(self, operation: str, plan: Plan, runs: list[StackRun], *, refresh: bool = False) -> list[StackRun]:
-        """Run ``operation`` on every stack in ``runs``; returns them with their outcome."""
+    def run(
+        self, operation: str, plan: Plan, runs: list[StackRun], *, refresh: bool = False, plan_key: str | None = None
+    ) -> list[StackRun]:
+        """Run ``operation`` on every stack in ``runs``; returns them with their outcome.
+
+        ``plan_key``: what ``plan`` was computed from (:func:`sandbox_infra.handoff.key`); with it, each stack
+        receives its part of the plan instead of parsing the roster again."""
         if operation not in OPERATIONS:
             raise OrchestratorError(f"unknown operation {operation!r} (expected one of {', '.join(OPERATIONS)})")
         if operation == "up":
             self._refuse_unadopted(runs)
         self._prepare(plan, runs)
-        # A preview writes no state, so the engine's per-step checkpoints (quadratic in the stack's size) go.
-        self.workspace.env_vars = {**self._env, **(PREVIEW_ENV if operation == "preview" else {})}
+        with (
+            handoff.plan_directory() as plan_dir,
+            tempfile.TemporaryDirectory(prefix="sandbox-infra-policy-config-") as config_dir,
+        ):
+            env = dict(self._env)
+            if plan_key is not None:
+                handoff.write(plan_dir, plan, plan_key, {r.slice for r in runs})
+                env[handoff.PLAN_DIR_ENV] = str(plan_dir)
+            self._policy_configs = self._write_policy_config(config_dir)
+            # A preview writes no state, so the engine's per-step checkpoints (quadratic in the stack's size) go.
+            self.workspace.env_vars = {**env, **(PREVIEW_ENV if operation == "preview" else {})}
+            try:
+                return self._run_ordered(operation, runs, refresh)
+            finally:
+                self.workspace.env_vars = dict(self._env)
+
+    def _run_ordered(self, operation: str, runs: list[StackRun], refresh: bool) -> list[StackRun]:
+        """The platform stack first (but for previews), then the client stacks, with a progress ticker."""
         platform = [r for r in runs if r.slice == PLATFORM_SLICE]
         clients = [r for r in runs if r.slice != PLATFORM_SLICE]
         started = time.monotonic()
@@ -249,6 +284,15 @@ class Orchestrator:
             stop.set()
             ticker.join()
         return runs
+
+    def _write_policy_config(self, directory: str) -> list[str] | None:
+        config = policy_pack_config(self.environment.settings)
+        if config is None:
+            return None
+        path = os.path.join(directory, "policy-config.json")
+        with open(path, "w", encoding="utf-8") as file:
+            json.dump(config, file)
+        return [path]
 
     def _prepare(self, plan: Plan, runs: Iterable[StackRun]) -> None:
         """Write the generated config of every client stack, then create the stacks that do not exist.
@@ -333,10 +377,18 @@ class Orchestrator:
     ) -> dict[str, int]:
         common: dict[str, Any] = {"on_output": on_output, "on_event": on_event, "color": "never"}
         if operation == "preview":
-            result = stack.preview(policy_packs=[POLICY_PACK], refresh=refresh or None, **common)
+            result = stack.preview(
+                policy_packs=[POLICY_PACK], policy_pack_configs=self._policy_configs, refresh=refresh or None, **common
+            )
             return _counts(result.change_summary)
         if operation == "up":
-            up = stack.up(policy_packs=[POLICY_PACK], refresh=refresh or None, continue_on_error=True, **common)
+            up = stack.up(
+                policy_packs=[POLICY_PACK],
+                policy_pack_configs=self._policy_configs,
+                refresh=refresh or None,
+                continue_on_error=True,
+                **common,
+            )
             return _counts(up.summary.resource_changes)
         refreshed = stack.refresh(**common)
         return _counts(refreshed.summary.resource_changes)

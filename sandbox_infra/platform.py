@@ -13,6 +13,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from sandbox_infra import naming
+from sandbox_infra.namespaces import declare_namespace
 from sandbox_infra.plan import PlatformPlan
 from sandbox_infra.roster import SandboxState
 from sandbox_infra.tiers import Tier
@@ -150,7 +151,7 @@ class Platform(pulumi.ComponentResource):
                 **pod_security_labels("restricted", args.plan.pod_security_version),
             },
         }
-        ns = k8s.core.v1.Namespace(f"{name}-namespace", metadata=ns_metadata, opts=child)
+        ns = declare_namespace(name, ns_metadata, child)
         crd_metadata: k8s.meta.v1.ObjectMetaArgsDict = {"name": f"{PLURAL}.{GROUP}", "labels": labels}
         crd = k8s.apiextensions.v1.CustomResourceDefinition(
             f"{name}-sandbox-crd",

@@ -17,6 +17,7 @@ from uuid import UUID
 import pulumi
 import pulumi_kubernetes as k8s
 
+from sandbox_infra import handoff
 from sandbox_infra.charts import missing_platform_secrets
 from sandbox_infra.mesh import ClientRouting, ClientRoutingArgs
 from sandbox_infra.monitoring import ClientMonitoring, ClientMonitoringArgs
@@ -65,7 +66,7 @@ def read_settings() -> StackSettings:
         elif key in SECRET_SETTINGS:
             secrets[key] = True
         else:
-            values[key] = value if isinstance(value, list) else raw
+            values[key] = value if isinstance(value, (list, dict)) else raw
     try:
         return settings_from_mapping(values, secret_keys=secrets)
     except SettingsError as exc:
@@ -203,12 +204,8 @@ def stack_secrets(settings: StackSettings, config: pulumi.Config) -> StackSecret
     return StackSecrets(platform=platform, registry_pull_token=token)
 
 
-def main() -> None:
-    """Entry point of ``__main__.py``."""
-    quiet_debug_logs()
-    install_linear_wait()
-    config = pulumi.Config(CONFIG_NAMESPACE)
-    settings = read_settings()
+def load_plan(settings: StackSettings) -> Plan:
+    """Load and validate the whole roster, and plan it; a bad roster stops the program before any resource."""
     stack_file = f"Pulumi.{settings.environment or pulumi.get_stack()}.yaml"
     try:
         roster = load_roster(Path(settings.roster), settings, display_name=settings.roster, stack_file=stack_file)
@@ -218,7 +215,16 @@ def main() -> None:
         raise ProgramError(
             f"{settings.roster} is invalid ({len(exc.diagnostics)} errors above); nothing was changed"
         ) from None
-    plan = build_plan(roster, settings)
+    return build_plan(roster, settings)
+
+
+def main() -> None:
+    """Entry point of ``__main__.py``."""
+    quiet_debug_logs()
+    install_linear_wait()
+    config = pulumi.Config(CONFIG_NAMESPACE)
+    settings = read_settings()
+    plan = handoff.receive(settings, Path(settings.roster)) or load_plan(settings)
     provider = k8s.Provider("kubernetes", enable_server_side_apply=True)
     secrets = stack_secrets(settings, config)
     for key, value in build(plan, settings.slice, api_keys(plan, config), provider, secrets).items():

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, Strict
 from pydantic_core import ErrorDetails
 
 from sandbox_infra import naming
+from sandbox_infra.images import DIGEST_EXAMPLE, TAG_WITH_OPTIONAL_DIGEST
 from sandbox_infra.quantity import QuantityError, parse_quantity
 from sandbox_infra.settings import StackSettings
 from sandbox_infra.source import Diagnostic, InputError, PathKey, Positions, load_yaml
@@ -25,8 +26,6 @@ from sandbox_infra.tiers import TIERS, Tier
 
 SCHEMA_URL = "roster.schema.json"
 _EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
-# A container image tag (OCI distribution spec).
-_TAG = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
 # A stack group: part of a Pulumi stack name (<environment>-<group>); `client-` names the default groups.
 _STACK_GROUP = r"^[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?$"
 
@@ -76,7 +75,10 @@ class SandboxEntry(_Model):
     resources: CustomResources | None = Field(default=None, description="Only for tier custom.")
     gpu: StrictBool = Field(default=False, description="Attach a GPU (premium and custom tiers only).")
     image: StrictStr | None = Field(
-        default=None, pattern=_TAG, description="Tag of this freelancer's own image; default: the stack's base image."
+        default=None,
+        pattern=TAG_WITH_OPTIONAL_DIGEST,
+        description="Tag of this freelancer's own image, pinned by digest (TAG@sha256:DIGEST; the digest is "
+        "required unless the stack sets requireImageDigests: false); default: the stack's base image.",
     )
     storage: Storage = Field(default_factory=Storage)
     state: SandboxState = Field(default=SandboxState.ACTIVE, description="active, suspended or archived.")
@@ -164,7 +166,7 @@ def _message(error: ErrorDetails, path: PathKey) -> str:
     if kind == "string_pattern_mismatch":
         what = {
             "email": "an email address",
-            "image": "an image tag (no registry, no ':')",
+            "image": f"an image tag, optionally pinned by digest (TAG or TAG{DIGEST_EXAMPLE}; no registry)",
             "stack": "a stack group (lowercase letters, digits and '-', at most 40 characters)",
         }.get(field, "a valid value")
         return f"{value!r} is not {what}"
@@ -351,6 +353,14 @@ def _check_semantics(parsed: _Parsed, positions: Positions, settings: StackSetti
                 errors += _check_custom_resources(sandbox.resources, sandbox.gpu, path, positions)
             if sandbox.image == "latest":
                 errors.append(d((*path, "image"), "image tag 'latest' is not allowed: pin a version"))
+            elif sandbox.image is not None and "@" not in sandbox.image and settings.require_image_digests:
+                errors.append(
+                    d(
+                        (*path, "image"),
+                        f"image {sandbox.image!r} is pinned by tag only: add its digest "
+                        f"({sandbox.image}{DIGEST_EXAMPLE}), or set the stack setting requireImageDigests: false",
+                    )
+                )
             for volume in ("workspace", "home"):
                 size = getattr(sandbox.storage, volume)
                 if size is None:

@@ -23,10 +23,21 @@ from sandbox_infra.plan import SandboxPlan
 from sandbox_infra.platform import API_VERSION, KIND
 from sandbox_infra.roster import SandboxState
 
-USER_ID = 1000
+USER_ID = 10001
+"""The sandbox user of every container. Above 10000, so it is no host account's UID if a container ever
+escapes (Kubernetes hardening guides and scanners ask for > 10000); the images run as any UID."""
+GROUP_ID = 10001
+"""Its group, also the pod's fsGroup: the volumes and the API key file belong to it."""
 HOME = "/home/sandbox"
 WORKSPACE = "/workspace"
 CODE_SERVER_PORT = 8080
+PULL_POLICY = "Always"
+"""Every start asks the registry for the image: with digests this is a manifest check, not a download, and a
+node never runs an image its pull secret no longer grants."""
+API_KEY_FILE = f"{HOME}/.gemini/.env"
+"""Gemini CLI reads ``GEMINI_API_KEY`` from ``~/.gemini/.env``: the key arrives as this read-only file (mode
+0400 in the pod spec) rather than an environment variable, so it is in no pod spec env and no ``/proc/*/environ``."""
+API_KEY_FILE_MODE = 0o400
 
 
 @dataclass(frozen=True)
@@ -70,10 +81,12 @@ def _volume_mounts(*, scratch: bool) -> list[k8s.core.v1.VolumeMountArgsDict]:
 
 
 def _prepare_home(plan: SandboxPlan) -> k8s.core.v1.ContainerArgsDict:
-    """Init container: creates the tools' directories in the home volume before either tool starts."""
+    """Init container: creates the tools' directories in the home volume before either tool starts (and so
+    before the API key file is mounted into ``~/.gemini``, which must then already be the sandbox user's)."""
     return {
         "name": "prepare-home",
         "image": plan.gemini_cli_image,
+        "image_pull_policy": PULL_POLICY,
         "command": ["sh", "-c", f"mkdir -p {HOME}/.gemini {HOME}/.config {HOME}/.local/share/code-server"],
         "resources": plan.resources.init.to_k8s(),
         "security_context": _restricted_container_security(),
@@ -81,24 +94,33 @@ def _prepare_home(plan: SandboxPlan) -> k8s.core.v1.ContainerArgsDict:
     }
 
 
+READINESS_CHECK = f"command -v gemini >/dev/null && test -w {HOME} && test -w {WORKSPACE} && test -r {API_KEY_FILE}"
+"""Ready = someone who execs in can work: the CLI is installed, home and workspace are writable, the key is
+readable. A terminal container serves no port, so this is what "ready" means for it; it costs a few stat calls."""
+
+
 def _gemini_cli(plan: SandboxPlan) -> k8s.core.v1.ContainerArgsDict:
-    """gemini-cli: idles until someone execs in; the API key comes from the client's Secret."""
+    """gemini-cli: idles until someone execs in; the API key is the client's Secret mounted as ``~/.gemini/.env``."""
     return {
         "name": "gemini-cli",
         "image": plan.gemini_cli_image,
+        "image_pull_policy": PULL_POLICY,
         "command": ["sleep", "infinity"],
         "working_dir": WORKSPACE,
-        "env": [
-            {"name": "HOME", "value": HOME},
-            {
-                "name": "GEMINI_API_KEY",
-                "value_from": {"secret_key_ref": {"name": naming.API_KEY_SECRET, "key": naming.API_KEY_SECRET_KEY}},
-            },
-        ],
+        "env": [{"name": "HOME", "value": HOME}],
         "resources": plan.resources.gemini_cli.to_k8s(),
         "security_context": _restricted_container_security(),
-        "volume_mounts": _volume_mounts(scratch=True),
+        "volume_mounts": [
+            *_volume_mounts(scratch=True),
+            # One file inside the home volume (subPath), so the rest of ~/.gemini stays the freelancer's.
+            {"name": "gemini-env", "mount_path": API_KEY_FILE, "sub_path": ".env", "read_only": True},
+        ],
         # `exec_` is the SDK's name for the API's `exec`; it goes on the wire as `exec`.
+        "readiness_probe": {
+            "exec_": {"command": ["sh", "-c", READINESS_CHECK]},
+            "period_seconds": 10,
+            "timeout_seconds": 5,
+        },
         "liveness_probe": {"exec_": {"command": ["test", "-w", WORKSPACE]}, "period_seconds": 30},
         "lifecycle": {"pre_stop": {"exec_": {"command": ["sh", "-c", "sync"]}}},
     }
@@ -109,6 +131,7 @@ def _code_server(plan: SandboxPlan) -> k8s.core.v1.ContainerArgsDict:
     return {
         "name": "code-server",
         "image": plan.code_server_image,
+        "image_pull_policy": PULL_POLICY,
         "args": [f"--bind-addr=0.0.0.0:{CODE_SERVER_PORT}", "--auth=none", "--disable-telemetry", WORKSPACE],
         "env": [{"name": "HOME", "value": HOME}],
         "ports": [{"name": "http", "container_port": CODE_SERVER_PORT, "protocol": "TCP"}],
@@ -126,8 +149,8 @@ def _code_server(plan: SandboxPlan) -> k8s.core.v1.ContainerArgsDict:
 
 
 def _pod_spec(plan: SandboxPlan) -> k8s.core.v1.PodSpecArgsDict:
-    """The sandbox pod: no API token, no service links, the sandbox user everywhere, both PVCs and a bounded
-    scratch volume."""
+    """The sandbox pod: no API token, no service links, the sandbox user everywhere, both PVCs, a bounded
+    scratch volume, and the API key file (owned by the sandbox group through ``fsGroup``)."""
     return {
         "service_account_name": naming.SANDBOX_SERVICE_ACCOUNT,
         "automount_service_account_token": False,
@@ -136,8 +159,8 @@ def _pod_spec(plan: SandboxPlan) -> k8s.core.v1.PodSpecArgsDict:
         "security_context": {
             "run_as_non_root": True,
             "run_as_user": USER_ID,
-            "run_as_group": USER_ID,
-            "fs_group": USER_ID,
+            "run_as_group": GROUP_ID,
+            "fs_group": GROUP_ID,
             "fs_group_change_policy": "OnRootMismatch",
             "seccomp_profile": {"type": "RuntimeDefault"},
         },
@@ -147,6 +170,14 @@ def _pod_spec(plan: SandboxPlan) -> k8s.core.v1.PodSpecArgsDict:
             {"name": "workspace", "persistent_volume_claim": {"claim_name": plan.workspace.name}},
             {"name": "home", "persistent_volume_claim": {"claim_name": plan.home.name}},
             {"name": "tmp", "empty_dir": {"size_limit": "1Gi"}},
+            {
+                "name": "gemini-env",
+                "secret": {
+                    "secret_name": naming.API_KEY_SECRET,
+                    "default_mode": API_KEY_FILE_MODE,
+                    "items": [{"key": naming.API_KEY_SECRET_KEY, "path": ".env", "mode": API_KEY_FILE_MODE}],
+                },
+            },
         ],
     }
 

@@ -19,6 +19,7 @@ import pulumi_kubernetes as k8s
 
 from sandbox_infra import naming
 from sandbox_infra.charts import ReleasePlan, SecretRef
+from sandbox_infra.namespaces import declare_namespace
 from sandbox_infra.plan import ServicePlan
 from sandbox_infra.platform import pod_security_labels
 from sandbox_infra.routing import ObjectPlan
@@ -105,7 +106,8 @@ class PlatformNamespace(pulumi.ComponentResource):
             "name": plan.name,
             "labels": {**labels, **pod_security_labels(plan.pod_security, args.pod_security_version)},
         }
-        ns = k8s.core.v1.Namespace(f"{name}-namespace", metadata=ns_metadata, opts=pulumi.ResourceOptions(parent=self))
+        # With its `default` ServiceAccount mounting no token, like every namespace the platform declares.
+        ns = declare_namespace(name, ns_metadata, pulumi.ResourceOptions(parent=self))
         in_ns = pulumi.ResourceOptions(parent=self, depends_on=[ns])
         own: k8s.networking.v1.NetworkPolicyPeerArgsDict = {"pod_selector": {}}
         dns: k8s.networking.v1.NetworkPolicyPeerArgsDict = {

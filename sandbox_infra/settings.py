@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from pathlib import Path
@@ -18,7 +18,9 @@ from typing import Any
 import yaml
 
 from sandbox_infra.charts import RELEASE_GROUPS
+from sandbox_infra.images import reference_problem, tag_problem
 from sandbox_infra.quantity import QuantityError, parse_quantity
+from sandbox_infra.source import InputError, load_yaml
 
 CONFIG_NAMESPACE = "sandbox-infra"
 # Keys whose values are secrets: only their presence is read outside Pulumi.
@@ -33,6 +35,45 @@ SECRET_SETTINGS = (API_KEY, CLIENT_API_KEYS, REGISTRY_PULL_TOKEN, PLATFORM_SECRE
 
 RELEASES = tuple(RELEASE_GROUPS)
 """The platform's Helm releases, each switched on by naming it in ``releases`` (charts.py pins them)."""
+
+
+@dataclass(frozen=True)
+class ClusterCapacity:
+    """What the cluster can hold (setting ``clusterCapacity``), for the change report: a roster whose quota
+    reservations add up to more than this is flagged. Each dimension is optional; an absent one is not
+    checked. Example: ``{cpu: "96", memory: 384Gi, gpu: 4, storage: 20Ti}``."""
+
+    cpu: Decimal | None = None
+    """Cores that sandboxes may request in total (the nodes' allocatable CPU, less the platform's share)."""
+    memory: Decimal | None = None
+    """Bytes of memory sandboxes may request in total."""
+    gpu: int | None = None
+    """GPUs in the cluster."""
+    storage: Decimal | None = None
+    """Bytes of volume storage the storage classes can provision."""
+
+
+@dataclass(frozen=True)
+class Prices:
+    """Monthly prices (setting ``prices``) for the change report's cost estimate; without them the report
+    shows no cost. Example: ``{currency: EUR, cpuCoreMonth: "21.5", memoryGiBMonth: "2.9", gpuMonth: "650",
+    storageGiBMonth: "0.1"}``. Compute is priced on what active sandboxes request; storage on every volume
+    the roster keeps (suspended and archived sandboxes keep theirs)."""
+
+    currency: str
+    cpu_core_month: Decimal
+    memory_gib_month: Decimal
+    gpu_month: Decimal
+    storage_gib_month: Decimal
+
+
+_CAPACITY_KEYS = ("cpu", "memory", "gpu", "storage")
+_PRICE_KEYS = {
+    "cpuCoreMonth": "cpu_core_month",
+    "memoryGiBMonth": "memory_gib_month",
+    "gpuMonth": "gpu_month",
+    "storageGiBMonth": "storage_gib_month",
+}
 
 
 @dataclass(frozen=True)
@@ -53,14 +94,24 @@ class StackSettings:
     gemini_cli_image: str = "registry.platform.com/sandboxes/gemini-cli"
     """Repository of the base Gemini CLI sandbox image (seed section 2.1)."""
 
-    gemini_cli_tag: str = "0.19.4"
-    """Pinned tag of the base image, used when a sandbox names no image of its own."""
+    # The digests of these defaults are placeholders (sha256 of "placeholder: <image> <version>"): the registry
+    # is an example too, and the local cluster pulls no image. A real stack sets its own (docs/hardening.md).
+    gemini_cli_tag: str = "0.19.4@sha256:f11935bc596ce19da04bc6dd99489e1ebbe067104bf113d56bf99e32a9e893a0"
+    """Tag of the base image, pinned by digest (``TAG@sha256:DIGEST``), used when a sandbox names no image."""
 
     user_image_prefix: str = "registry.platform.com/sandboxes/gemini-cli-user-"
-    """Per-user images committed by the platform live at ``<prefix><freelancer-id>:<tag>``."""
+    """Per-user images committed by the platform live at ``<prefix><freelancer-id>:<tag>[@sha256:<digest>]``."""
 
-    code_server_image: str = "registry.platform.com/mirror/code-server:4.105.1"
-    """code-server, pinned, mirrored into the platform registry."""
+    code_server_image: str = (
+        "registry.platform.com/mirror/code-server:4.105.1"
+        "@sha256:2e41b04a4c5c2ca0e7d23e5a9a594728cb19106f6f51b639a6f70821a4ac1537"
+    )
+    """code-server, mirrored into the platform registry: ``name:tag@sha256:...`` (or ``name@sha256:...``)."""
+
+    require_image_digests: bool = True
+    """Every image (these settings and the roster's per-user ``image``) must carry an ``@sha256:`` digest, so
+    what runs is exactly what was reviewed. On by default, as in production; ``false`` allows tags alone
+    (and the orchestrator makes the policy pack's digest rule advisory)."""
 
     allowed_registries: tuple[str, ...] = ("registry.platform.com/",)
     """Image prefixes pods may pull from (also the policy pack's default)."""
@@ -116,6 +167,12 @@ class StackSettings:
     loki_s3_endpoint: str = ""
     """Empty: the provider's default endpoint for the region."""
 
+    cluster_capacity: ClusterCapacity | None = None
+    """What the cluster can hold (see :class:`ClusterCapacity`); only the change report reads it."""
+
+    prices: Prices | None = None
+    """Monthly prices for the change report's cost estimate (see :class:`Prices`); only the report reads them."""
+
     api_key_present: bool = field(default=False, compare=False)
     client_api_keys_present: frozenset[str] = field(default_factory=frozenset, compare=False)
     registry_pull_token_present: bool = field(default=False, compare=False)
@@ -144,7 +201,64 @@ ENVIRONMENT_RULE = "is not an environment name (lowercase letters and digits, st
 
 
 class SettingsError(ValueError):
-    """A stack setting with a wrong type or value."""
+    """A stack setting with a wrong type or value; ``key`` names the setting when there is one to point at."""
+
+    def __init__(self, message: str, *, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+def _number(key: str, value: object, *, plain: bool = False) -> Decimal:
+    """A non-negative quantity (``384Gi``, ``96``), or with ``plain`` a number (``21.5``), from YAML or a string."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise SettingsError(f"{CONFIG_NAMESPACE}:{key}: expected a number or a quantity, got {value!r}")
+    try:
+        number = Decimal(str(value).strip()) if plain else parse_quantity(value)
+    except (QuantityError, ArithmeticError) as exc:
+        raise SettingsError(f"{CONFIG_NAMESPACE}:{key}: {value!r} is not a number") from exc
+    if not number.is_finite():
+        raise SettingsError(f"{CONFIG_NAMESPACE}:{key}: {value!r} is not a number")
+    if number < 0:
+        raise SettingsError(f"{CONFIG_NAMESPACE}:{key}: {value!r} must not be negative")
+    return number
+
+
+def _mapping(key: str, value: object, allowed: Sequence[str], *, required: bool) -> Mapping[str, object]:
+    if not isinstance(value, Mapping):
+        raise SettingsError(f"{CONFIG_NAMESPACE}:{key}: expected a mapping with keys {', '.join(allowed)}")
+    unknown = sorted(str(k) for k in value if k not in allowed)
+    missing = [k for k in allowed if k not in value] if required else []
+    if unknown or missing:
+        what = f"unknown key {', '.join(unknown)}" if unknown else f"missing {', '.join(missing)}"
+        raise SettingsError(f"{CONFIG_NAMESPACE}:{key}: {what} (expected {', '.join(allowed)})")
+    return value
+
+
+def _capacity(key: str, value: object) -> ClusterCapacity:
+    given = _mapping(key, value, _CAPACITY_KEYS, required=False)
+    parsed = {k: _number(f"{key}.{k}", v) for k, v in given.items()}
+    gpu = parsed.get("gpu")
+    if gpu is not None and gpu != gpu.to_integral_value():
+        raise SettingsError(f"{CONFIG_NAMESPACE}:{key}.gpu: {given['gpu']!r} is not a whole number")
+    return ClusterCapacity(
+        cpu=parsed.get("cpu"),
+        memory=parsed.get("memory"),
+        gpu=int(gpu) if gpu is not None else None,
+        storage=parsed.get("storage"),
+    )
+
+
+def _prices(key: str, value: object) -> Prices:
+    given = _mapping(key, value, ("currency", *_PRICE_KEYS), required=True)
+    currency = given["currency"]
+    if not isinstance(currency, str) or not re.fullmatch(r"[A-Z]{3}", currency):
+        raise SettingsError(f"{CONFIG_NAMESPACE}:{key}.currency: expected a code such as EUR, got {currency!r}")
+    amounts = {field: _number(f"{key}.{k}", given[k], plain=True) for k, field in _PRICE_KEYS.items()}
+    return Prices(currency=currency, **amounts)
+
+
+# Settings whose value is a mapping, each with its parser.
+_STRUCTURED = {"cluster_capacity": _capacity, "prices": _prices}
 
 
 def _json_list(value: object) -> object:
@@ -170,13 +284,22 @@ def settings_from_mapping(values: Mapping[str, object], *, secret_keys: Mapping[
             raise SettingsError(
                 f"{CONFIG_NAMESPACE}:{key}: unknown setting (expected one of {', '.join(sorted(SETTING_KEYS))})"
             )
+        if name in _STRUCTURED:
+            kwargs[name] = _STRUCTURED[name](key, value)
+            continue
         default = getattr(StackSettings(), name)
-        if isinstance(default, tuple):
+        if isinstance(default, bool):
+            # `pulumi config set` stores strings; a hand-written stack file may hold a YAML boolean.
+            flag = {"true": True, "false": False}.get(str(value).lower()) if isinstance(value, str | bool) else None
+            if flag is None:
+                raise SettingsError(f"{CONFIG_NAMESPACE}:{key}: expected true or false, got {value!r}", key=key)
+            kwargs[name] = flag
+        elif isinstance(default, tuple):
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                raise SettingsError(f"{CONFIG_NAMESPACE}:{key}: expected a list of strings")
+                raise SettingsError(f"{CONFIG_NAMESPACE}:{key}: expected a list of strings", key=key)
             kwargs[name] = tuple(value)
         elif not isinstance(value, str):
-            raise SettingsError(f"{CONFIG_NAMESPACE}:{key}: expected a string, got {value!r}")
+            raise SettingsError(f"{CONFIG_NAMESPACE}:{key}: expected a string, got {value!r}", key=key)
         else:
             kwargs[name] = value
     client_keys = secret_keys.get(CLIENT_API_KEYS)
@@ -198,11 +321,12 @@ def settings_from_mapping(values: Mapping[str, object], *, secret_keys: Mapping[
         try:
             parse_quantity(getattr(settings, size))
         except QuantityError as exc:
-            raise SettingsError(f"{CONFIG_NAMESPACE}:{_CONFIG_KEY[size]}: {exc}") from exc
+            raise SettingsError(f"{CONFIG_NAMESPACE}:{_CONFIG_KEY[size]}: {exc}", key=_CONFIG_KEY[size]) from exc
     for size in ("default_workspace_size", "default_home_size"):
         if parse_quantity(getattr(settings, size)) > settings.max_storage_bytes:
             key, value = _CONFIG_KEY[size], getattr(settings, size)
-            raise SettingsError(f"{CONFIG_NAMESPACE}:{key}: {value} exceeds maxStorage {settings.max_storage}")
+            raise SettingsError(f"{CONFIG_NAMESPACE}:{key}: {value} exceeds maxStorage {settings.max_storage}", key=key)
+    _check_images(settings)
     _check_releases(settings)
     return settings
 
@@ -213,12 +337,31 @@ def _check_releases(settings: StackSettings) -> None:
     unknown = sorted(set(settings.releases) - set(RELEASES))
     if unknown:
         raise SettingsError(
-            f"{CONFIG_NAMESPACE}:releases: unknown release {', '.join(unknown)} (expected any of {', '.join(RELEASES)})"
+            f"{CONFIG_NAMESPACE}:releases: unknown release {', '.join(unknown)} "
+            f"(expected any of {', '.join(RELEASES)})",
+            key="releases",
         )
     if settings.loki_storage not in ("filesystem", "s3"):
-        raise SettingsError(f"{CONFIG_NAMESPACE}:lokiStorage: {settings.loki_storage!r} is not filesystem or s3")
+        raise SettingsError(
+            f"{CONFIG_NAMESPACE}:lokiStorage: {settings.loki_storage!r} is not filesystem or s3", key="lokiStorage"
+        )
     if "loki" in settings.releases and settings.loki_storage == "s3" and not settings.loki_s3_bucket:
-        raise SettingsError(f"{CONFIG_NAMESPACE}:lokiS3Bucket: required when lokiStorage is s3")
+        raise SettingsError(f"{CONFIG_NAMESPACE}:lokiS3Bucket: required when lokiStorage is s3", key="lokiS3Bucket")
+
+
+def _check_images(settings: StackSettings) -> None:
+    """The images are references the kubelet can pull, pinned by digest when the stack requires it."""
+    require = settings.require_image_digests
+    repository_problem = reference_problem(settings.gemini_cli_image + ":tag", require_digest=False)
+    for field_name, problem in (
+        ("gemini_cli_image", repository_problem and f"{settings.gemini_cli_image!r} is not an image repository"),
+        ("gemini_cli_tag", tag_problem(settings.gemini_cli_tag, require_digest=require)),
+        ("code_server_image", reference_problem(settings.code_server_image, require_digest=require)),
+    ):
+        if problem is not None:
+            key = _CONFIG_KEY[field_name]
+            why = " (the stack setting requireImageDigests is true)" if require and "by tag only" in problem else ""
+            raise SettingsError(f"{CONFIG_NAMESPACE}:{key}: {problem}{why}", key=key)
 
 
 def read_stack_file(path: Path) -> dict[str, Any]:
@@ -232,8 +375,29 @@ def read_stack_file(path: Path) -> dict[str, Any]:
     return document
 
 
-def settings_from_stack_document(document: Mapping[str, Any]) -> StackSettings:
-    """Settings from a loaded stack file, without Pulumi: plain values, and which secrets are set."""
+def settings_from_stack_document(document: Mapping[str, Any], *, path: Path | None = None) -> StackSettings:
+    """Settings from a loaded stack file, without Pulumi: plain values, and which secrets are set.
+
+    With the file's ``path``, an error about one setting names the file, line and column of its key."""
+    try:
+        return _settings_from_document(document)
+    except SettingsError as exc:
+        if path is None or exc.key is None:
+            raise
+        where = _key_position(path, f"{CONFIG_NAMESPACE}:{exc.key}")
+        raise SettingsError(f"{path.name}:{where[0]}:{where[1]}: {exc}" if where else f"{path.name}: {exc}") from None
+
+
+def _key_position(path: Path, config_key: str) -> tuple[int, int] | None:
+    """Line and column of ``config: {config_key: ...}`` in a stack file (None when the key is not there)."""
+    try:
+        _, positions = load_yaml(path)
+    except InputError:
+        return None
+    return positions.keys.get(("config", config_key))
+
+
+def _settings_from_document(document: Mapping[str, Any]) -> StackSettings:
     config = document.get("config") or {}
     prefix = f"{CONFIG_NAMESPACE}:"
     plain: dict[str, object] = {}
@@ -252,4 +416,4 @@ def settings_from_stack_document(document: Mapping[str, Any]) -> StackSettings:
 
 def settings_from_stack_file(path: Path) -> StackSettings:
     """Read ``Pulumi.<stack>.yaml`` without Pulumi: plain values, and which secrets are set."""
-    return settings_from_stack_document(read_stack_file(path))
+    return settings_from_stack_document(read_stack_file(path), path=path)

@@ -86,7 +86,7 @@ def _to_python(node: yaml.Node, path: PathKey, positions: Positions, errors: lis
     if isinstance(node, yaml.MappingNode):
         result: dict[object, object] = {}
         for key_node, value_node in node.value:
-            key = _SCALAR_LOADER.construct_object(key_node) if isinstance(key_node, yaml.ScalarNode) else None
+            key = _scalar(key_node, path, positions, errors) if isinstance(key_node, yaml.ScalarNode) else None
             if not isinstance(key, str):
                 line, col = _mark(key_node)
                 errors.append(Diagnostic(positions.file, line, col, format_path(path), "mapping keys must be strings"))
@@ -109,9 +109,41 @@ def _to_python(node: yaml.Node, path: PathKey, positions: Positions, errors: lis
         return result
     if isinstance(node, yaml.SequenceNode):
         return [_to_python(item, (*path, i), positions, errors) for i, item in enumerate(node.value)]
-    return _SCALAR_LOADER.construct_object(node, deep=True)
+    return _scalar(node, path, positions, errors)
 
 
+def _scalar(node: yaml.Node, path: PathKey, positions: Positions, errors: list[Diagnostic]) -> object:
+    """A scalar's Python value, as ``yaml.safe_load`` would construct it; a value no safe constructor takes
+    (an unknown ``!tag``, bad ``!!binary``) is a diagnostic, not an exception.
+
+    Strings, most of a roster, are taken as they are; other scalars (keys' booleans, numbers, ``null``)
+    repeat, so each distinct one is constructed once."""
+    if node.tag == _STR_TAG:
+        return node.value
+    key = (node.tag, node.value)
+    if key in _CONSTRUCTED:
+        return _CONSTRUCTED[key]
+    try:
+        value = _SCALAR_LOADER.construct_object(node, deep=True)
+    except yaml.MarkedYAMLError as exc:
+        line, col = _mark(node)
+        errors.append(
+            Diagnostic(positions.file, line, col, format_path(path), f"cannot read this value: {exc.problem}")
+        )
+        return None
+    finally:
+        # construct_object caches every node it builds; without this the cache keeps every roster ever loaded.
+        _SCALAR_LOADER.constructed_objects.clear()
+    if len(_CONSTRUCTED) < _CONSTRUCTED_MAX and len(node.value) <= _CONSTRUCTED_VALUE_MAX:
+        _CONSTRUCTED[key] = value
+    return value
+
+
+_STR_TAG = "tag:yaml.org,2002:str"
+# Constructed non-string scalars (all immutable: numbers, booleans, None, timestamps, bytes), by tag and text.
+_CONSTRUCTED: dict[tuple[str, str], object] = {}
+_CONSTRUCTED_MAX = 10_000
+_CONSTRUCTED_VALUE_MAX = 64
 # Constructs scalars with the same YAML 1.1 resolution as yaml.safe_load (``true`` is a bool, ``5`` an int).
 _SCALAR_LOADER = yaml.SafeLoader("")
 # libyaml's parser, when PyYAML was built with it: composing a 1,000-freelancer roster takes ~0.05 s with it
@@ -182,11 +214,7 @@ def load_yaml_text(text: str, name: str) -> tuple[object, Positions]:
         what = "is empty" if not nodes or nodes[0] is None else f"has {len(nodes)} YAML documents (expected one)"
         raise InputError([Diagnostic(name, 1, 1, "", f"file {what}")])
     errors: list[Diagnostic] = []
-    try:
-        data = _to_python(nodes[0], (), positions, errors)
-    finally:
-        # construct_object caches every node it builds; without this the cache keeps every roster ever loaded.
-        _SCALAR_LOADER.constructed_objects.clear()
+    data = _to_python(nodes[0], (), positions, errors)
     if errors:
         raise InputError(errors)
     return data, positions

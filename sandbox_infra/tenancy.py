@@ -8,7 +8,8 @@ A namespace per client (seed section 1.1) with:
   platform and to the internet on 80/443) plus DNS; private ranges and the cloud metadata address are
   carved out of the internet rule, so other tenants' pods are unreachable;
 - a ServiceAccount for sandbox pods that mounts no token, and a Role for the platform's operator;
-- the Gemini API key Secret, from Pulumi secret config.
+- the Gemini API key Secret, from Pulumi secret config, holding Gemini CLI's ``.env`` file (sandboxes mount it);
+- the namespace's ``default`` ServiceAccount without an API token (see :mod:`sandbox_infra.namespaces`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from sandbox_infra import naming
+from sandbox_infra.namespaces import declare_namespace
 from sandbox_infra.plan import TenantPlan
 from sandbox_infra.platform import GROUP, PLURAL, pod_security_labels
 
@@ -59,12 +61,12 @@ class ClientTenant(pulumi.ComponentResource):
             },
             "annotations": {"platform.com/client-name": plan.client_name},
         }
-        ns = k8s.core.v1.Namespace(
-            f"{name}-namespace",
-            metadata=ns_metadata,
+        ns = declare_namespace(
+            name,
+            ns_metadata,
             # Deleting a namespace deletes every volume in it, whatever the PVCs' own options say:
             # offboarding a client is an explicit multi-step change (docs/offboarding.md).
-            opts=pulumi.ResourceOptions(parent=self, protect=True, retain_on_delete=True),
+            pulumi.ResourceOptions(parent=self, protect=True, retain_on_delete=True),
         )
         in_ns = pulumi.ResourceOptions(parent=self, depends_on=[ns])
 
@@ -92,7 +94,12 @@ class ClientTenant(pulumi.ComponentResource):
                 f"{name}-gemini-api-key",
                 metadata=_metadata(naming.API_KEY_SECRET, namespace, labels),
                 type="Opaque",
-                string_data={naming.API_KEY_SECRET_KEY: pulumi.Output.secret(args.api_key)},
+                # Gemini CLI's .env file; built inside the secret Output, so the key never leaves it.
+                string_data={
+                    naming.API_KEY_SECRET_KEY: pulumi.Output.secret(args.api_key).apply(
+                        lambda key: f"{naming.API_KEY_ENV_VAR}={key}\n"
+                    )
+                },
                 opts=pulumi.ResourceOptions.merge(
                     in_ns, pulumi.ResourceOptions(additional_secret_outputs=["data", "stringData"])
                 ),

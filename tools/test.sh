@@ -1,10 +1,8 @@
 #!/usr/bin/env bash
-# `make test`: lint, then every test layer (unit under mocks, policy, integration against the real
+# `make test`: lint (ruff, mypy, the Kubernetes scanner), then every test layer (unit under mocks, policy, integration against the real
 # engine, control plane and PostgreSQL). Assumes `make toolchain cluster-up` ran (the Makefile does).
 source "$(dirname "$0")/lib.sh"
 eval "$("$TOOLS_DIR/env.sh")"
 cd "$REPO_DIR"
-step "ruff" ruff check .
-step "ruff format --check" ruff format --check .
-step "mypy --strict" mypy
+"$TOOLS_DIR/lint.sh"
 step "pytest" python -m pytest "$@"

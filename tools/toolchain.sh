@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Builds and installs everything `pulumi preview/up` needs, from package registries only:
-#   - the Python virtualenv (requirements-dev.txt), cached per requirements hash and linked as .venv;
+#   - the Python virtualenv (requirements-dev.txt), cached per requirements hash and linked as .venv, and the
+#     scanner's (requirements-scan.txt, linked as .venv-scan);
 #   - the Pulumi CLI and the Python language host, from the Go module proxy (wrapper modules in tools/go/);
 #   - the kubernetes resource plugin, built from its provider module and installed into PULUMI_HOME.
 # Idempotent: with nothing changed a second run only checks markers and takes seconds.
-# Usage: tools/toolchain.sh [bin-dir|venv]   (bin-dir: print the directory holding `pulumi` and exit;
-#        venv: only the Python virtualenv, seconds to a minute: all that check, lint and unit tests need)
+#   - actionlint, the workflow checker of `make lint`, from the Go module proxy (tools/go/actionlint).
+# Usage: tools/toolchain.sh [bin-dir|venv|actionlint]   (bin-dir: print the directory holding `pulumi` and exit;
+#        venv: only the Python virtualenv, seconds to a minute: all that check and unit tests need;
+#        actionlint: only actionlint (about 30 s once), then print its path: what `make lint` adds to the venv)
 source "$(dirname "$0")/lib.sh"
 
 pulumi_key="$(content_key "$TOOLS_DIR/versions.env" \
@@ -29,6 +32,23 @@ ensure_venv() {
     step "python virtualenv ($(python3 --version), requirements-dev.txt)" make_venv
   fi
   ln -sfn "$dest" "$REPO_DIR/.venv"
+  ensure_scanner_venv
+}
+
+# The Kubernetes scanner (checkov) in a virtualenv of its own: large, and none of the program's business.
+ensure_scanner_venv() {
+  local key dest
+  key="$(cat "$REPO_DIR"/requirements-scan.txt <(python3 --version) | sha256sum | cut -c1-16)"
+  dest="$SANDBOX_INFRA_CACHE/venv-scan/$key"
+  if ! is_complete "$dest"; then
+    make_scanner_venv() {
+      rm -rf "$dest" && python3 -m venv "$dest"
+      "$dest/bin/pip" install --quiet --disable-pip-version-check --no-deps -r "$REPO_DIR/requirements-scan.txt"
+      touch "$dest/.complete"
+    }
+    step "scanner virtualenv (checkov, requirements-scan.txt)" make_scanner_venv
+  fi
+  ln -sfn "$dest" "$REPO_DIR/.venv-scan"
 }
 
 # --- Pulumi CLI + Python language host --------------------------------------------------------------
@@ -69,6 +89,21 @@ build_kubernetes_provider() {
   )
 }
 
+# --- actionlint ---------------------------------------------------------------------------------------
+# Its pin is the require line of its wrapper module, not a line of versions.env: every line there is part of
+# the cache key of the Pulumi CLI and the kubernetes plugin, which a lint tool's bump must not rebuild.
+ACTIONLINT_DIR="$(cached_dir actionlint "$(content_key "$TOOLS_DIR"/go/actionlint/go.{mod,sum})")"
+
+build_actionlint() {
+  (cd "$TOOLS_DIR/go/actionlint" && go build -ldflags "-s -w" -o "$1/actionlint" github.com/rhysd/actionlint/cmd/actionlint)
+}
+
+ensure_actionlint() {
+  is_complete "$ACTIONLINT_DIR" && return 0
+  command -v go >/dev/null || die "go is not installed; actionlint (make lint) is built with Go >= 1.26 (README, first lines)"
+  step "actionlint -> $ACTIONLINT_DIR" build_into "$ACTIONLINT_DIR" build_actionlint
+}
+
 install_plugin() { # install_plugin NAME VERSION BINARY
   local name="$1" version="$2" binary="$3"
   if [[ -f "$PULUMI_HOME/plugins/resource-$name-v$version/pulumi-resource-$name" ]] &&
@@ -82,9 +117,11 @@ install_plugin() { # install_plugin NAME VERSION BINARY
 main() {
   local start=$SECONDS
   if [[ "${1:-}" == "venv" ]]; then ensure_venv; return; fi
+  if [[ "${1:-}" == "actionlint" ]]; then ensure_actionlint >&2; echo "$ACTIONLINT_DIR/actionlint"; return; fi
   command -v go >/dev/null || die "go is not installed; install Go >= 1.26 (README, first lines)"
   mkdir -p "$PULUMI_HOME" "$SANDBOX_INFRA_CACHE/state"
   ensure_venv
+  ensure_actionlint
   is_complete "$PULUMI_BIN_DIR" || step "pulumi CLI + python language host -> $PULUMI_BIN_DIR" build_into "$PULUMI_BIN_DIR" build_pulumi
 
   local k8s_key k8s_dir

@@ -30,7 +30,7 @@ def check_api_key_secret(resource: Resource, names: list[str], patterns: list[st
         values = resource.props.get(field)
         for key, value in as_dict(values).items():
             if key in api_keys and value is not UNKNOWN and not secrets.is_secret(value):
-                plain.append(f"{field}.{key}")
+                plain.append(f"{field}.{key}" if key.isidentifier() else f"{field}[{key!r}]")
     if not plain:
         return []
     return [

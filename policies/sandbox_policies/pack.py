@@ -28,6 +28,7 @@ from pulumi_policy import (
 from sandbox_policies import (
     config,
     credentials,
+    hardening,
     namespaces,
     network,
     sandboxes,
@@ -40,6 +41,10 @@ from sandbox_policies import (
 from sandbox_policies.model import NAMESPACE, POD_SPEC_PATHS, PVC, SECRET, STATEFULSET, Resource, Violation
 
 PACK_NAME = "sandbox-infra-policies"
+DIGEST_POLICY = "kubernetes-core-v1-pod-images-by-digest"
+"""Advisory instead of mandatory in an environment whose stack setting requireImageDigests is false (the
+orchestrator passes that as the pack's config)."""
+READINESS_POLICY = "kubernetes-core-v1-pod-readiness-probe"
 WORKLOAD_TYPES = frozenset(POD_SPEC_PATHS)
 _WORKLOADS_TEXT = "Pods and the pod templates of Deployments, StatefulSets, DaemonSets, ReplicaSets, Jobs and CronJobs"
 
@@ -152,12 +157,55 @@ def all_policies() -> list[Policy]:
         ),
         resource_policy(
             name="kubernetes-core-v1-pod-api-keys-from-secrets",
-            description="Containers take API keys from a Secret (env valueFrom.secretKeyRef), never a literal value.",
+            description="No container sets an API key as a literal env value: keys come from Secrets, as files.",
             remediation=_steps(workloads.FIX_API_KEYS),
             types=WORKLOAD_TYPES,
             check=lambda r, c: workloads.check_api_key_env(r, config.api_key_patterns(c)),
             severity=Severity.CRITICAL,
             config_keys=(config.API_KEY_PATTERNS,),
+        ),
+        resource_policy(
+            name=READINESS_POLICY,
+            description="Every long-running container has a readiness probe (init containers and Jobs need none).",
+            remediation=_steps(hardening.FIX_READINESS),
+            types=WORKLOAD_TYPES,
+            check=lambda r, _: hardening.check_readiness(r),
+            severity=Severity.MEDIUM,
+        ),
+        resource_policy(
+            name=DIGEST_POLICY,
+            description="Every image is pinned by an @sha256 digest, not by a tag alone (a tag can be moved).",
+            remediation=_steps(hardening.FIX_DIGEST),
+            types=WORKLOAD_TYPES,
+            check=lambda r, _: hardening.check_digests(r),
+            severity=Severity.HIGH,
+        ),
+        resource_policy(
+            name="kubernetes-core-v1-pod-image-pull-policy-always",
+            description="Every container, init containers too, sets imagePullPolicy: Always.",
+            remediation=_steps(hardening.FIX_PULL_POLICY),
+            types=WORKLOAD_TYPES,
+            check=lambda r, _: hardening.check_pull_policy(r),
+            severity=Severity.MEDIUM,
+        ),
+        resource_policy(
+            name="kubernetes-core-v1-pod-high-user-and-group-ids",
+            description=(
+                f"Every container runs as a runAsUser and runAsGroup of at least {hardening.MIN_ID}, and the pod's "
+                "fsGroup too: lower ids may be accounts on the node."
+            ),
+            remediation=_steps(hardening.FIX_IDS),
+            types=WORKLOAD_TYPES,
+            check=lambda r, _: hardening.check_ids(r),
+            severity=Severity.HIGH,
+        ),
+        resource_policy(
+            name="kubernetes-core-v1-pod-secrets-as-files",
+            description="No container takes a Secret through its environment (secretKeyRef, envFrom): files only.",
+            remediation=_steps(hardening.FIX_SECRET_ENV),
+            types=WORKLOAD_TYPES,
+            check=lambda r, _: hardening.check_secret_env(r),
+            severity=Severity.HIGH,
         ),
         resource_policy(
             name="kubernetes-apps-v1-statefulset-sandbox-fits-tier",
@@ -260,6 +308,13 @@ def all_policies() -> list[Policy]:
             remediation=_steps(services.FIX_ROUTES),
             check=lambda rs, _: services.check_routes(rs),
             severity=Severity.CRITICAL,
+        ),
+        stack_policy(
+            name="kubernetes-core-v1-namespace-default-serviceaccount-no-token",
+            description="Every namespace's default ServiceAccount sets automountServiceAccountToken: false.",
+            remediation=_steps(hardening.FIX_DEFAULT_SERVICE_ACCOUNT),
+            check=lambda rs, _: hardening.check_default_service_accounts(rs),
+            severity=Severity.HIGH,
         ),
         stack_policy(
             name="kubernetes-networking-v1-networkpolicy-tenant-isolation",

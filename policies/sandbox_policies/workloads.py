@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
+from sandbox_infra import images
 from sandbox_infra.naming import APP_NAME_LABEL, SANDBOX_APP, TIER_LABEL
 from sandbox_infra.tiers import GPU_RESOURCE
 from sandbox_policies.config import TierBudget
@@ -33,8 +34,8 @@ FIX_IMAGES = (
     "version tag or an @sha256 digest, never :latest or no tag."
 )
 FIX_API_KEYS = (
-    "Fix: keep the key in a Secret (from `pulumi config set --secret`) and reference it with "
-    "env[].valueFrom.secretKeyRef, as the sandbox's GEMINI_API_KEY does."
+    "Fix: keep the key in a Secret (from `pulumi config set --secret`) and mount it as a read-only file, as the "
+    "sandbox's ~/.gemini/.env is (not an environment variable: see kubernetes-core-v1-pod-secrets-as-files)."
 )
 FIX_TIER = (
     "Fix: keep the pod within its tier's budget (sandbox_infra/tiers.py splits it between the containers), "
@@ -138,12 +139,8 @@ def check_security(resource: Resource) -> list[str]:
 
 def split_image(image: str) -> tuple[str, str | None, str | None]:
     """``registry:5000/team/app:1.2@sha256:…`` -> (``registry:5000/team/app``, ``1.2``, ``sha256:…``)."""
-    name, _, digest = image.partition("@")
-    last = name.rsplit("/", 1)[-1]
-    if ":" in last:
-        repository, tag = name.rsplit(":", 1)
-        return repository, tag, digest or None
-    return name, None, digest or None
+    ref = images.split(image)
+    return ref.repository, ref.tag, ref.digest
 
 
 def check_images(resource: Resource, registries: list[str]) -> list[str]:

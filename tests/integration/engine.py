@@ -6,7 +6,8 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,16 @@ def run(
     if check and result.returncode != 0:
         pytest.fail(f"{' '.join(args)} exited {result.returncode}\n{result.stdout[-6000:]}\n{result.stderr[-6000:]}")
     return result
+
+
+def wait_for(what: str, timeout: float, probe: Callable[[], bool]) -> float:
+    """Polls probe until it is true; returns the seconds it took, fails the test after timeout."""
+    start = time.monotonic()
+    while not probe():
+        if time.monotonic() - start > timeout:
+            pytest.fail(f"{what}: not reached within {timeout:.0f}s")
+        time.sleep(0.5)
+    return time.monotonic() - start
 
 
 def kubectl_json(*args: str) -> Any:

@@ -12,13 +12,14 @@ import json
 import os
 import shutil
 import subprocess
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg
 import pytest
+
+from tests.integration.engine import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -136,16 +137,6 @@ def quantity(value: str) -> float:
         if value.endswith(suffix):
             return float(value[: -len(suffix)]) * _SUFFIXES[suffix]
     return float(value)
-
-
-def wait_for(what: str, timeout: float, probe: Callable[[], bool]) -> float:
-    """Polls probe until it is true; returns the seconds it took, fails the test after timeout."""
-    start = time.monotonic()
-    while not probe():
-        if time.monotonic() - start > timeout:
-            pytest.fail(f"{what}: not reached within {timeout:.0f}s")
-        time.sleep(0.5)
-    return time.monotonic() - start
 
 
 def test_all_nodes_ready_with_cpu_memory_and_a_gpu_node(kubectl: Kubectl) -> None:

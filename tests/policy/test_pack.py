@@ -59,7 +59,7 @@ def _struct(wire: dict[str, Any]) -> struct_pb2.Struct:
 def test_policy_metadata_reaches_the_engine() -> None:
     info = _servicer().GetAnalyzerInfo(None, None)
     names = [p.name for p in info.policies]
-    assert len(names) == len(set(names)) == 17
+    assert len(names) == len(set(names)) == 23
     for policy in info.policies:
         assert policy.name.startswith("kubernetes-")
         assert policy.description and policy.remediation_steps
@@ -73,7 +73,7 @@ def test_policy_metadata_reaches_the_engine() -> None:
 
 def test_readme_lines() -> None:
     lines = readme_lines()
-    assert len(lines) == 17
+    assert len(lines) == 23
     assert lines[0].startswith("- `kubernetes-core-v1-pod-configure-resources` — Every container")
     assert all(line.endswith(" — mandatory") for line in lines)
 
@@ -94,7 +94,7 @@ def test_engine_path_tells_a_secret_key_from_plain_text(stack: list[Declared]) -
     assert diagnostic.enforcementLevel == proto.MANDATORY
     description, message = diagnostic.message.split("\n", 1)
     assert description == diagnostic.description
-    assert message.startswith(f"Secret {ns(INITECH)}/gemini-api-key: stringData.api_key is plain text")
+    assert message.startswith(f"Secret {ns(INITECH)}/gemini-api-key: stringData['.env'] is plain text")
 
 
 def test_engine_path_attaches_stack_violations(stack: list[Declared]) -> None:
@@ -267,10 +267,22 @@ def test_the_pack_depends_on_the_programs_pure_modules_only() -> None:
     assert modules <= {
         "sandbox_infra",
         "sandbox_infra.charts",
+        "sandbox_infra.images",
         "sandbox_infra.naming",
         "sandbox_infra.quantity",
         "sandbox_infra.settings",
+        "sandbox_infra.source",
         "sandbox_infra.tiers",
     }, modules
     for path in (REPO / "sandbox_infra").glob("*.py"):
         assert not re.search(r"^\s*(from|import) sandbox_policies", path.read_text(), re.MULTILINE), path
+
+
+def test_the_orchestrator_names_the_packs_digest_rule() -> None:
+    """The orchestrator (which never imports the pack) makes this rule advisory by name: the name must exist."""
+    from sandbox_policies.pack import DIGEST_POLICY
+
+    from sandbox_infra import orchestrator
+
+    assert orchestrator.DIGEST_POLICY == DIGEST_POLICY
+    assert DIGEST_POLICY in {policy.name for policy in all_policies()}

@@ -66,6 +66,13 @@ GUARDRAILS = "kubernetes-core-v1-namespace-tenant-guardrails"
 QUOTA_COVERS = "kubernetes-core-v1-resourcequota-admits-sandboxes"
 SANDBOX_COMPLETE = "kubernetes-platform-v1-sandbox-complete"
 ISOLATION = "kubernetes-networking-v1-networkpolicy-tenant-isolation"
+READINESS = "kubernetes-core-v1-pod-readiness-probe"
+DIGESTS = "kubernetes-core-v1-pod-images-by-digest"
+PULL_ALWAYS = "kubernetes-core-v1-pod-image-pull-policy-always"
+HIGH_IDS = "kubernetes-core-v1-pod-high-user-and-group-ids"
+SECRETS_AS_FILES = "kubernetes-core-v1-pod-secrets-as-files"
+DEFAULT_SA = "kubernetes-core-v1-namespace-default-serviceaccount-no-token"
+SA_PATCH = "kubernetes:core/v1:ServiceAccountPatch"
 
 
 def ns(client: str) -> str:
@@ -162,7 +169,7 @@ def unconfined(stack: list[Declared]) -> list[Declared]:
 
 def docker_hub_image(stack: list[Declared]) -> list[Declared]:
     stack, sts = grace(stack)
-    sts.container("code-server")["image"] = "docker.io/codercom/code-server:4.105.1"
+    sts.container("code-server")["image"] = f"docker.io/codercom/code-server:4.105.1@sha256:{'ab' * 32}"
     return stack
 
 
@@ -180,14 +187,13 @@ def untagged_image(stack: list[Declared]) -> list[Declared]:
 
 def look_alike_registry(stack: list[Declared]) -> list[Declared]:
     stack, sts = grace(stack)
-    sts.container("gemini-cli")["image"] = "registry.platform.com.evil.example/gemini-cli:1"
+    sts.container("gemini-cli")["image"] = f"registry.platform.com.evil.example/gemini-cli:1@sha256:{'ab' * 32}"
     return stack
 
 
 def literal_api_key(stack: list[Declared]) -> list[Declared]:
     stack, sts = grace(stack)
-    env = sts.container("gemini-cli")["env"]
-    env[1] = {"name": "GEMINI_API_KEY", "value": "AIza-not-a-real-key"}
+    sts.container("gemini-cli")["env"].append({"name": "GEMINI_API_KEY", "value": "AIza-not-a-real-key"})
     return stack
 
 
@@ -343,6 +349,54 @@ def egress_anywhere(stack: list[Declared]) -> list[Declared]:
     return stack
 
 
+def no_readiness_probe(stack: list[Declared]) -> list[Declared]:
+    stack, sts = grace(stack)
+    del sts.container("gemini-cli")["readinessProbe"]
+    return stack
+
+
+def tag_only_image(stack: list[Declared]) -> list[Declared]:
+    stack, sts = grace(stack)
+    sts.container("code-server")["image"] = "registry.platform.com/mirror/code-server:4.105.1"
+    return stack
+
+
+def pull_if_not_present(stack: list[Declared]) -> list[Declared]:
+    stack, sts = grace(stack)
+    sts.container("prepare-home")["imagePullPolicy"] = "IfNotPresent"
+    return stack
+
+
+def low_uid(stack: list[Declared]) -> list[Declared]:
+    stack, sts = grace(stack)
+    sts.container("gemini-cli")["securityContext"]["runAsUser"] = 1000  # the image's usual user
+    return stack
+
+
+def low_fs_group(stack: list[Declared]) -> list[Declared]:
+    stack, sts = grace(stack)
+    sts.pod_spec()["securityContext"]["fsGroup"] = 1000
+    return stack
+
+
+def key_from_env(stack: list[Declared]) -> list[Declared]:
+    """The design's original way: GEMINI_API_KEY from the Secret through secretKeyRef."""
+    stack, sts = grace(stack)
+    ref = {"name": "gemini-api-key", "key": ".env"}
+    sts.container("gemini-cli")["env"].append({"name": "GEMINI_API_KEY", "valueFrom": {"secretKeyRef": ref}})
+    return stack
+
+
+def default_sa_untouched(stack: list[Declared]) -> list[Declared]:
+    return swap(stack, find(stack, SA_PATCH, "default", ns(GLOBEX)), None)
+
+
+def default_sa_mounting(stack: list[Declared]) -> list[Declared]:
+    stack, patch = edit(stack, SA_PATCH, "default", "platform-system")
+    patch.wire["automountServiceAccountToken"] = True
+    return stack
+
+
 Breakage = Callable[[list[Declared]], list[Declared]]
 FAILING: list[tuple[str, Breakage, str]] = [
     (
@@ -360,7 +414,11 @@ FAILING: list[tuple[str, Breakage, str]] = [
     (SECURITY, keeps_capabilities, "container 'code-server' does not drop ALL capabilities"),
     (SECURITY, root_container, "does not set runAsNonRoot: true (on the container or the pod); runs as UID 0"),
     (SECURITY, unconfined, "container 'gemini-cli' has seccomp profile Unconfined (needs RuntimeDefault)"),
-    (IMAGES, docker_hub_image, "image 'docker.io/codercom/code-server:4.105.1' is not from an allowed registry"),
+    (
+        IMAGES,
+        docker_hub_image,
+        f"image 'docker.io/codercom/code-server:4.105.1@sha256:{'ab' * 32}' is not from an allowed registry",
+    ),
     (IMAGES, latest_image, "uses the :latest tag"),
     (
         IMAGES,
@@ -382,7 +440,7 @@ FAILING: list[tuple[str, Breakage, str]] = [
     (MAX_SIZE, huge_volume, "requests 0.5Ti, more than the maximum 500Gi"),
     (POD_SECURITY, baseline_namespace, "pod-security.kubernetes.io/enforce is 'baseline', not 'restricted'"),
     (POD_SECURITY, unpinned_pod_security, "enforce-version is 'latest', not a pinned v1.<minor>"),
-    (API_KEY_SECRET, plain_text_api_key, f"Secret {ns(INITECH)}/gemini-api-key: stringData.api_key is plain text"),
+    (API_KEY_SECRET, plain_text_api_key, f"Secret {ns(INITECH)}/gemini-api-key: stringData['.env'] is plain text"),
     (GUARDRAILS, no_quota, f"Namespace {ns(INITECH)}: this client namespace has no ResourceQuota."),
     (GUARDRAILS, no_default_deny, "has no default-deny Ingress NetworkPolicy, default-deny Egress NetworkPolicy"),
     (GUARDRAILS, default_deny_with_a_rule, "has no default-deny Egress NetworkPolicy."),
@@ -422,6 +480,34 @@ FAILING: list[tuple[str, Breakage, str]] = [
     (ISOLATION, ingress_from_anywhere, "ingress[1] has no 'from', so it admits every namespace"),
     (ISOLATION, ingress_from_pod_network, "ingress[1].from[0].ipBlock 10.0.0.0/8 admits the pod network (10.0.0.0/8)"),
     (ISOLATION, egress_to_metadata, "egress[1].to[0].ipBlock 0.0.0.0/0 allows the metadata address 169.254.169.254/32"),
+    (
+        READINESS,
+        no_readiness_probe,
+        f"StatefulSet {ns(ACME)}/sandbox-{GRACE}: container 'gemini-cli' has no readinessProbe",
+    ),
+    (
+        DIGESTS,
+        tag_only_image,
+        "container 'code-server' image 'registry.platform.com/mirror/code-server:4.105.1' is not pinned by digest",
+    ),
+    (
+        PULL_ALWAYS,
+        pull_if_not_present,
+        "imagePullPolicy is not Always for init container 'prepare-home' (IfNotPresent)",
+    ),
+    (HIGH_IDS, low_uid, "container 'gemini-cli' runs with runAsUser 1000 (below 10001)"),
+    (HIGH_IDS, low_fs_group, f"StatefulSet {ns(ACME)}/sandbox-{GRACE}: the pod runs with fsGroup 1000 (below 10001)"),
+    (
+        SECRETS_AS_FILES,
+        key_from_env,
+        "container 'gemini-cli' takes env GEMINI_API_KEY from Secret gemini-api-key",
+    ),
+    (
+        DEFAULT_SA,
+        default_sa_untouched,
+        f"Namespace {ns(GLOBEX)}: its default ServiceAccount mounts an API token into every pod",
+    ),
+    (DEFAULT_SA, default_sa_mounting, "Namespace platform-system: its default ServiceAccount mounts an API token"),
     (
         ISOLATION,
         egress_anywhere,
@@ -466,6 +552,9 @@ def test_breakage_trips_only_its_own_rule(
         (TIER, "gpu_on_standard"): {QUOTA_COVERS},  # one more GPU than the quota holds
         (MAX_SIZE, "huge_volume"): {QUOTA_COVERS},  # 412Gi more than the quota's storage
         (GUARDRAILS, "default_deny_with_a_rule"): {ISOLATION},  # a rule without `to` reaches the metadata address
+        (SECURITY, "root_container"): {HIGH_IDS},  # UID 0 is below 10001 too
+        (IMAGES, "latest_image"): {DIGESTS},  # neither a fixed tag nor a digest
+        (IMAGES, "untagged_image"): {DIGESTS},
     }
     tripped = {name for name, _ in check_all(breakage(stack))}
     assert tripped == {policy} | overlaps.get((policy, breakage.__name__), set())
@@ -475,7 +564,17 @@ def test_breakage_trips_only_its_own_rule(
 def test_container_rules_cover_every_workload_kind(type_: str, stack: list[Declared]) -> None:
     """The sandbox pod as a Pod, Deployment, ..., CronJob passes; break its container and each kind fails."""
     workload = as_workload(find(stack, STS, f"sandbox-{GRACE}", ns(ACME)), type_)
-    for policy in (RESOURCES, SECURITY, IMAGES, API_KEY_ENV):
+    for policy in (
+        RESOURCES,
+        SECURITY,
+        IMAGES,
+        API_KEY_ENV,
+        READINESS,
+        DIGESTS,
+        PULL_ALWAYS,
+        HIGH_IDS,
+        SECRETS_AS_FILES,
+    ):
         assert check_resource(policy, workload) == [], policy
     broken = workload.edited()
     container = broken.container("code-server")
@@ -499,7 +598,8 @@ def test_thresholds_come_from_the_policy_config(stack: list[Declared]) -> None:
     sts = find(stack, STS, f"sandbox-{GRACE}", ns(ACME))
     found = check_resource(IMAGES, sts, {"allowedRegistries": ["registry.example.com"]})
     assert len(found) == 3  # prepare-home, gemini-cli, code-server
-    assert "'registry.platform.com/mirror/code-server:4.105.1' is not from an allowed registry" in found[2]
+    assert "'registry.platform.com/mirror/code-server:4.105.1@sha256:" in found[2]
+    assert "is not from an allowed registry" in found[2]
     assert check_resource(IMAGES, sts, {"allowedRegistries": ["registry.platform.com/", "registry.example.com"]}) == []
     pvc = find(stack, PVC, f"workspace-{GRACE}", ns(ACME))  # 100Gi on fast-ssd
     assert check_resource(MAX_SIZE, pvc, {"maxStorage": "100Gi"}) == []

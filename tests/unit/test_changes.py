@@ -74,7 +74,11 @@ CASES: list[tuple[str, Edit, set[str]]] = [
         lambda d: sandbox_for(d, DENNIS, INITECH).update(storage={"workspace": "30Gi"}),
         {f"client-{INITECH}"},
     ),
-    ("image tag", lambda d: sandbox_for(d, ADA, ACME).update(image="2026.12.01"), {f"client-{ACME}"}),
+    (
+        "image tag",
+        lambda d: sandbox_for(d, ADA, ACME).update(image=f"2026.12.01@sha256:{'1' * 64}"),
+        {f"client-{ACME}"},
+    ),
     ("client renamed", lambda d: d["clients"][0].update(name="Acme Inc"), {f"client-{ACME}"}),
     # a freelancer's email and display name are not declared anywhere in the cluster
     ("email changed", lambda d: freelancer(d, ADA).update(email="ada@example.org"), set()),
@@ -112,7 +116,7 @@ def test_a_settings_change_touches_only_what_it_reaches(example: dict[str, Any])
         f"client-{INITECH}",
     }
     new_image = StackSettings(
-        api_key_present=True, code_server_image="registry.platform.com/mirror/code-server:4.106.0"
+        api_key_present=True, code_server_image=f"registry.platform.com/mirror/code-server:4.106.0@sha256:{'0' * 64}"
     )
     assert PLATFORM_SLICE not in touched(base, plan_of(example, new_image)).slices
 
@@ -154,7 +158,8 @@ def test_plan_computes_each_fact_once(example: dict[str, Any]) -> None:
         "fast-ssd",
     )
     assert dennis.home.size == "10Gi"
-    assert dennis.gemini_cli_image == "registry.platform.com/sandboxes/gemini-cli:0.19.4"
+    assert dennis.gemini_cli_image == f"registry.platform.com/sandboxes/gemini-cli:{StackSettings().gemini_cli_tag}"
+    assert dennis.gemini_cli_image.split("@")[1].startswith("sha256:")
     assert initech.quota.hard()["requests.storage"] == "150Gi"
 
 

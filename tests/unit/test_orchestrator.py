@@ -9,15 +9,18 @@ import pytest
 from sandbox_infra.changes import ShardError, Touched, shard
 from sandbox_infra.environment import Environment, load_environment
 from sandbox_infra.orchestrator import (
+    DIGEST_POLICY,
     STACK_MEMORY,
     Report,
     StackRun,
     default_parallelism,
     format_changes,
     orphan_stacks,
+    policy_pack_config,
     select_runs,
 )
 from sandbox_infra.plan import PLATFORM_SLICE, Plan
+from sandbox_infra.settings import StackSettings
 from tests.unit.test_changes import ACME, ENV_FILE, GLOBEX, INITECH
 
 
@@ -120,3 +123,25 @@ def test_the_summary_names_failed_stacks_and_violations() -> None:
     data = report.to_json()
     assert data["ok"] is False and [s["status"] for s in data["stacks"]] == ["ok", "failed"]
     assert "steps" not in data["stacks"][0]
+
+
+def test_the_digest_rule_only_warns_where_digests_are_not_required() -> None:
+    """requireImageDigests decides: the orchestrator passes the pack a config that makes the rule advisory."""
+    assert policy_pack_config(StackSettings()) is None
+    relaxed = StackSettings(require_image_digests=False)
+    assert policy_pack_config(relaxed) == {DIGEST_POLICY: {"enforcementLevel": "advisory"}}
+
+
+def test_expect_no_changes_fails_drifted_stacks_by_name() -> None:
+    from sandbox_infra.cli import _mark_drift
+
+    runs = [
+        StackRun("dev", PLATFORM_SLICE, "--all", status="ok", changes={"same": 3}),
+        StackRun(f"dev-client-{ACME}", f"client-{ACME}", "--all", status="ok", changes={"same": 40, "update": 1}),
+        StackRun(f"dev-client-{GLOBEX}", f"client-{GLOBEX}", "--all", status="failed", error="boom", changes={}),
+    ]
+    _mark_drift(runs)
+    assert [r.status for r in runs] == ["ok", "drifted", "failed"]
+    table = Report("dev", "preview", runs).table()
+    assert f"drifted: dev-client-{ACME}: expected no changes, the preview shows update 1" in table
+    assert not Report("dev", "preview", runs).ok

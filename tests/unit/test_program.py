@@ -186,7 +186,8 @@ def test_api_key_stays_secret(tmp_path: Path, example_roster: Path) -> None:
     for secret in secrets:
         value = pulumi.Output.from_input(secret.props["string_data"])
         assert is_secret(value)
-        assert resolve(value) == {"api_key": "sk-test-not-real"}
+        # Gemini CLI's .env file, built inside the secret Output.
+        assert resolve(value) == {".env": "GEMINI_API_KEY=sk-test-not-real\n"}
 
 
 def test_invalid_roster_registers_nothing(tmp_path: Path) -> None:
@@ -229,4 +230,4 @@ def test_a_client_stack_with_per_client_keys_only_validates_the_whole_roster(
     recorder = run_program(program.main, config=config, secret_keys=["sandbox-infra:clientGeminiApiKeys"])
     secrets = recorder.by_type("kubernetes:core/v1:Secret")
     assert len(secrets) == 1
-    assert resolve(pulumi.Output.from_input(secrets[0].props["string_data"])) == {"api_key": "key-0b0e"}
+    assert resolve(pulumi.Output.from_input(secrets[0].props["string_data"])) == {".env": "GEMINI_API_KEY=key-0b0e\n"}

@@ -19,6 +19,7 @@ RUN_HERE: dict[str, list[str]] = {
     "make help": ["make", "-s", "help"],
     "python -m sandbox_infra check": [sys.executable, "-m", "sandbox_infra", "check"],
     "python -m sandbox_infra plan": [sys.executable, "-m", "sandbox_infra", "plan", "--env", "dev"],
+    "python -m sandbox_infra report": [sys.executable, "-m", "sandbox_infra", "report", "--base", "roster.yaml"],
 }
 # Commands that need the long build, the local cluster (make preview: tests/integration/test_stack.py),
 # a cluster of one's own, or are this suite itself.
@@ -30,6 +31,9 @@ ELSEWHERE = (
     "make bench",
     "make bench-stacks",
     "make preview",
+    "make report",  # the pull request steps need a base revision (tests/unit/test_workflows.py runs them)
+    "make pr-comment",
+    "make drift",
     "python -m sandbox_infra preview",
     "python -m sandbox_infra up",
     "python -m sandbox_infra adopt",

@@ -69,6 +69,21 @@ def test_yaml_syntax_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert out[0].startswith("roster.yaml:3:1: YAML syntax error:")
 
 
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("!foo bar", "could not determine a constructor for the tag '!foo'"),
+        ("!!binary xx", "failed to decode base64 data: Incorrect padding"),
+    ],
+)
+def test_a_value_no_safe_constructor_takes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], value: str, problem: str
+) -> None:
+    code, out = check(tmp_path, f"version: 1\nclients: {value}\n", capsys)
+    assert code == 1
+    assert out == [f"roster.yaml:2:10: clients: cannot read this value: {problem}"]
+
+
 def test_unreadable_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["check", str(tmp_path / "missing.yaml"), "--project-dir", str(tmp_path)])
     out = capsys.readouterr().out
@@ -223,6 +238,86 @@ def test_latest_image_tag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     ]
 
 
+DIGEST = "sha256:" + "ab" * 32
+
+
+def test_image_by_tag_and_digest(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = check(tmp_path, sandbox(f"- client: {ACME}\n  tier: basic\n  image: 2026.11.20@{DIGEST}\n"), capsys)
+    assert (code, out[-1:]) == (0, [out[-1]]) and "valid" in out[-1]
+
+
+def test_image_by_tag_only_needs_a_digest(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Digests are required by default (as in production): a tag alone is refused, naming the field."""
+    code, out = check(tmp_path, sandbox(f"- client: {ACME}\n  tier: basic\n  image: 2026.11.20\n"), capsys)
+    assert code == 1
+    assert out == [
+        "roster.yaml:11:16: freelancers[0].sandboxes[0].image: image '2026.11.20' is pinned by tag only: add its "
+        "digest (2026.11.20@sha256:<64 lowercase hex digits>), or set the stack setting requireImageDigests: false"
+    ]
+
+
+def test_image_by_tag_only_when_the_stack_allows_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    stack = 'sandbox-infra:geminiApiKey: {secure: x}\n  sandbox-infra:requireImageDigests: "false"'
+    code, out = check(tmp_path, sandbox(f"- client: {ACME}\n  tier: basic\n  image: 2026.11.20\n"), capsys, stack=stack)
+    assert code == 0, out
+
+
+def test_malformed_image_digest(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = check(tmp_path, sandbox(f"- client: {ACME}\n  tier: basic\n  image: 2026.11.20@sha256:abc\n"), capsys)
+    assert code == 1
+    assert out == [
+        "roster.yaml:11:16: freelancers[0].sandboxes[0].image: '2026.11.20@sha256:abc' is not an image tag, "
+        "optionally pinned by digest (TAG or TAG@sha256:<64 lowercase hex digits>; no registry)"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        (
+            "sandbox-infra:codeServerImage: registry.platform.com/mirror/code-server:4.105.1",
+            "error: Pulumi.dev.yaml:3:3: sandbox-infra:codeServerImage: 'registry.platform.com/mirror/code-server:4.105.1' "
+            "is pinned by tag only: add its digest (@sha256:<64 lowercase hex digits>) (the stack setting "
+            "requireImageDigests is true)\n",
+        ),
+        (
+            "sandbox-infra:geminiCliTag: 0.19.4",
+            "error: Pulumi.dev.yaml:3:3: sandbox-infra:geminiCliTag: '0.19.4' is pinned by tag only: add its digest "
+            "(0.19.4@sha256:<64 lowercase hex digits>) (the stack setting requireImageDigests is true)\n",
+        ),
+        (
+            "sandbox-infra:codeServerImage: registry.platform.com/mirror/code-server@sha256:abc",
+            "error: Pulumi.dev.yaml:3:3: sandbox-infra:codeServerImage: 'registry.platform.com/mirror/code-server@sha256:abc' "
+            "has an invalid digest 'sha256:abc' (expected sha256: and 64 lowercase hex digits)\n",
+        ),
+        (
+            "sandbox-infra:requireImageDigests: maybe",
+            "error: Pulumi.dev.yaml:3:3: sandbox-infra:requireImageDigests: expected true or false, got 'maybe'\n",
+        ),
+    ],
+)
+def test_image_settings(tmp_path: Path, capsys: pytest.CaptureFixture[str], line: str, expected: str) -> None:
+    """A stack setting's error names the stack file, the line and column of its key, and the setting."""
+    (tmp_path / "Pulumi.dev.yaml").write_text(f"config:\n  sandbox-infra:geminiApiKey: {{secure: x}}\n  {line}\n")
+    (tmp_path / "roster.yaml").write_text(sandbox(f"- client: {ACME}\n  tier: basic\n"))
+    code = main(["check", str(tmp_path / "roster.yaml"), "--project-dir", str(tmp_path)])
+    assert code == 2
+    assert capsys.readouterr().err == expected
+
+
+def test_image_settings_accept_every_pinned_form() -> None:
+    from sandbox_infra.settings import settings_from_mapping
+
+    for image in (f"registry.example.com:5000/mirror/code-server@{DIGEST}", f"mirror/code-server:4.105.1@{DIGEST}"):
+        assert settings_from_mapping({"codeServerImage": image}, secret_keys={}).code_server_image == image
+    relaxed = {
+        "requireImageDigests": "false",
+        "codeServerImage": "mirror/code-server:4.105.1",
+        "geminiCliTag": "0.19.4",
+    }
+    assert settings_from_mapping(relaxed, secret_keys={}).require_image_digests is False
+
+
 def test_name_too_long(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     from sandbox_infra import naming
 
@@ -280,7 +375,7 @@ def test_removing_an_active_sandbox_is_refused(tmp_path: Path, repo: Path, capsy
     out = capsys.readouterr().out.splitlines()
     assert code == 1
     assert out == [
-        f"{repo / 'roster.yaml'}:57:9: freelancers[6].sandboxes[0]: active sandbox of 26d36db5-bedd-4711-bf82-75ae035d432b "
+        f"{repo / 'roster.yaml'}:59:9: freelancers[6].sandboxes[0]: active sandbox of 26d36db5-bedd-4711-bf82-75ae035d432b "
         "for b38cf925-1979-4799-93b8-ea79b0712d0c was removed: set `state: archived` first and update; "
         "volumes are only released deliberately (docs/offboarding.md)"
     ]
@@ -320,6 +415,37 @@ def test_moving_a_client_to_another_stack_group_is_refused(
     assert "clients[1]: client 083cfb9d-4274-45dd-b4a8-bb1b0e883cf5 moves from stack group of its own to small" in out
 
 
+def test_shrinking_a_volume_is_refused(tmp_path: Path, repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text = (repo / "roster.yaml").read_text()
+    new = tmp_path / "roster.yaml"
+    # grace's workspace 100Gi -> 60Gi; dennis's home (the 10Gi default) -> 5Gi; dennis's workspace grows
+    shrunk = text.replace("storage: {workspace: 100Gi, home: 20Gi}", "storage: {workspace: 60Gi, home: 20Gi}")
+    new.write_text(shrunk.replace("storage: {workspace: 20Gi}", "storage: {workspace: 30Gi, home: 5Gi}"))
+    code = main(["check", str(new), "--project-dir", str(repo), "--previous", str(repo / "roster.yaml")])
+    out = capsys.readouterr().out.splitlines()
+    assert code == 1
+    refusal = (
+        "Kubernetes cannot shrink a volume claim; keep the size (or move the data to a new, smaller volume by hand)"
+    )
+    assert out == [
+        f"{repo / 'roster.yaml'}:28:30: freelancers[1].sandboxes[0].storage.workspace: workspace volume of "
+        f"64a1e28f-6dcb-41fe-a9d2-33558e10fc1d for 0b0e5a4e-2f7d-4a53-9d0e-6f1c2b7a9c11 would shrink from 100Gi to 60Gi: {refusal}",
+        f"{repo / 'roster.yaml'}:61:18: freelancers[6].sandboxes[0].storage.home: home volume of "
+        f"26d36db5-bedd-4711-bf82-75ae035d432b for b38cf925-1979-4799-93b8-ea79b0712d0c would shrink from 10Gi to 5Gi: {refusal}",
+    ]
+
+
+def test_growing_a_volume_is_allowed(tmp_path: Path, repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    new = tmp_path / "roster.yaml"
+    new.write_text(
+        (repo / "roster.yaml")
+        .read_text()
+        .replace("storage: {workspace: 20Gi}", "storage: {workspace: 20Gi, home: 11Gi}")
+    )
+    code = main(["check", str(new), "--project-dir", str(repo), "--previous", str(repo / "roster.yaml")])
+    assert code == 0, capsys.readouterr().out
+
+
 @pytest.mark.parametrize(
     ("value", "message"),
     [
@@ -354,4 +480,7 @@ def test_bad_stack_setting_is_a_usage_error(tmp_path: Path, capsys: pytest.Captu
     (tmp_path / "roster.yaml").write_text(sandbox(f"- client: {ACME}\n  tier: basic\n"))
     code = main(["check", str(tmp_path / "roster.yaml"), "--project-dir", str(tmp_path)])
     assert code == 2
-    assert capsys.readouterr().err == "error: sandbox-infra:defaultWorkspaceSize: 50Gi exceeds maxStorage 5Gi\n"
+    assert (
+        capsys.readouterr().err
+        == "error: Pulumi.dev.yaml: sandbox-infra:defaultWorkspaceSize: 50Gi exceeds maxStorage 5Gi\n"
+    )
