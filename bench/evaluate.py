@@ -36,6 +36,7 @@ def evaluate(roster: Path) -> Recorder:
         "sandbox-infra:roster": str(roster),
         "sandbox-infra:geminiApiKey": DUMMY_API_KEY,
         "sandbox-infra:slice": "all",  # everything the roster declares, as the kubectl comparison needs
+        "sandbox-infra:releases": "[]",  # no chart repository can be reached here
     }
     return run_program(program.main, config=config, secret_keys=["sandbox-infra:geminiApiKey"])
 

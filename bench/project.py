@@ -87,6 +87,7 @@ class Project:
         self.set_roster(stack, roster)
         self.pulumi("config", "set", "--stack", stack, "sandbox-infra:slice", "all")
         self.pulumi("config", "set", "--stack", stack, "--secret", "sandbox-infra:geminiApiKey", DUMMY_API_KEY)
+        self.pulumi("config", "set", "--stack", stack, "sandbox-infra:releases", "[]")  # no chart repository here
 
     def set_roster(self, stack: str, roster: Path) -> None:
         target = self.dir / f"roster-{stack}.yaml"

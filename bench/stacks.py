@@ -89,6 +89,7 @@ class Bench:
         self.project.pulumi("stack", "init", name, "--secrets-provider", "passphrase")
         self.project.pulumi("config", "set", "--stack", name, "sandbox-infra:roster", path.name)
         self.project.pulumi("config", "set", "--stack", name, "--secret", "sandbox-infra:geminiApiKey", DUMMY_API_KEY)
+        self.project.pulumi("config", "set", "--stack", name, "sandbox-infra:releases", "[]")  # no chart repository
         self.namespaces.update(f"client-{c['id']}" for c in data["clients"])
         return path
 

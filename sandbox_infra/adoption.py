@@ -2,7 +2,8 @@
 
 A team that ran the single-stack layout (everything in the stack ``<env>``) moves to the platform stack
 and one stack per client group with ``python -m sandbox_infra adopt --env <env>``: every client's
-components (``ClientTenant``, ``FreelancerSandbox``, with all their children) are moved by ``pulumi state
+components (``ClientTenant``, ``FreelancerSandbox``, the client's routing, monitoring and registry access,
+with all their children) are moved by ``pulumi state
 move`` into their slice's stack, the platform's stay. URNs keep their logical names and types, so the
 program declares exactly what each stack now holds, and a preview of every stack, which the command runs
 last, proves that nothing will be created, replaced or deleted. The same command, with ``--from`` naming
@@ -21,6 +22,12 @@ from sandbox_infra.plan import Plan
 
 TENANT_TYPE = "sandbox-infra:tenancy:ClientTenant"
 SANDBOX_TYPE = "sandbox-infra:sandbox:FreelancerSandbox"
+CLIENT_SERVICE_TYPES = (
+    "sandbox-infra:mesh:ClientRouting",
+    "sandbox-infra:monitoring:ClientMonitoring",
+    "sandbox-infra:registry:ClientRegistryAccess",
+)
+"""A client's services, named ``client-<id>-<service>`` after its tenant (program.py)."""
 _UUID_LENGTH = 36
 
 
@@ -32,6 +39,8 @@ def _client_of(resource_type: str, name: str) -> str | None:
     """The client id in a top-level component's logical name (see TenantPlan / SandboxPlan.resource_name)."""
     if resource_type == TENANT_TYPE and name.startswith("client-"):
         return name.removeprefix("client-")
+    if resource_type in CLIENT_SERVICE_TYPES and name.startswith("client-"):
+        return name.removeprefix("client-")[:_UUID_LENGTH]
     if resource_type == SANDBOX_TYPE and name.startswith("sandbox-"):
         return name[-_UUID_LENGTH:]
     return None

@@ -53,6 +53,8 @@ def home_pvc(freelancer_id: UUID) -> str:
 
 
 API_KEY_SECRET = "gemini-api-key"
+PULL_SECRET = "registry-pull"
+"""The image pull Secret of a client namespace (the platform's Harbor, a robot account's token)."""
 API_KEY_SECRET_KEY = ".env"
 """The Secret holds the key as Gemini CLI's ``.env`` file (``GEMINI_API_KEY=...``), mounted at ``~/.gemini/.env``."""
 API_KEY_ENV_VAR = "GEMINI_API_KEY"

@@ -17,12 +17,25 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
+from typing import Any
 from uuid import UUID
 
-from sandbox_infra import naming
+from sandbox_infra import naming, observability, routing
+from sandbox_infra.charts import (
+    GATEWAY_NAMESPACE,
+    HARBOR_NAMESPACE,
+    ISTIO_NAMESPACE,
+    MONITORING_NAMESPACE,
+    RELEASE_GROUPS,
+    ReleasePlan,
+    release_plans,
+)
 from sandbox_infra.database_plan import DatabasePlan, plan_database
+from sandbox_infra.observability import ClientAlertsPlan
 from sandbox_infra.quantity import format_bytes, format_cpu, parse_quantity
 from sandbox_infra.roster import Freelancer, Roster, SandboxEntry, SandboxState
+from sandbox_infra.routing import ClientMeshPlan, ObjectPlan
+from sandbox_infra.service_namespaces import NamespacePlan, platform_namespaces
 from sandbox_infra.settings import StackSettings
 from sandbox_infra.tiers import GPU_RESOURCE, TIERS, ZERO, ContainerResources, Resources, Tier, split_budget
 
@@ -104,6 +117,49 @@ class QuotaBudget:
 
 
 @dataclass(frozen=True)
+class PullSecretPlan:
+    """A ``kubernetes.io/dockerconfigjson`` Secret for the platform's Harbor (the token is a Pulumi secret)."""
+
+    name: str
+    registry_host: str
+    username: str
+
+
+@dataclass(frozen=True)
+class DashboardPlan:
+    """One Grafana dashboard, as the JSON the sidecar loads from a ConfigMap."""
+
+    name: str
+    namespace: str
+    json: str
+
+
+@dataclass(frozen=True)
+class ServicePlan:
+    """One platform service (the mesh, monitoring, the registry): namespaces, releases, custom objects."""
+
+    name: str
+    namespaces: tuple[NamespacePlan, ...]
+    releases: tuple[ReleasePlan, ...]
+    """Its releases switched on, in install order."""
+    objects: tuple[ObjectPlan, ...]
+    dashboards: tuple[DashboardPlan, ...] = ()
+
+
+@dataclass(frozen=True)
+class ServicesPlan:
+    """The platform's third-party services, and the releases the ``releases`` setting switched off."""
+
+    mesh: ServicePlan
+    monitoring: ServicePlan
+    registry: ServicePlan
+    releases_off: tuple[str, ...]
+
+    def all(self) -> tuple[ServicePlan, ...]:
+        return (self.mesh, self.monitoring, self.registry)
+
+
+@dataclass(frozen=True)
 class TenantPlan:
     """One client's namespace and what bounds and isolates it, with its sandboxes."""
 
@@ -118,6 +174,14 @@ class TenantPlan:
     egress_denied_cidrs: tuple[str, ...]
     max_volume_size: str
     sandboxes: tuple[SandboxPlan, ...]
+    mesh: ClientMeshPlan | None = None
+    """Its Istio objects: mTLS, who may reach code-server, a route per active sandbox (see routing.py)."""
+    alerts: ClientAlertsPlan | None = None
+    """Its PrometheusRule (:mod:`sandbox_infra.observability`)."""
+    mesh_labels: tuple[tuple[str, str], ...] = tuple(routing.AMBIENT_LABELS.items())
+    """Namespace labels that put its pods in Istio's ambient mesh."""
+    pull_secret: PullSecretPlan | None = None
+    """The registry credentials its sandbox pods pull with; None when the stack has no pull token."""
 
     @property
     def namespace(self) -> str:
@@ -137,6 +201,7 @@ class PlatformPlan:
     pod_security_version: str
     database: DatabasePlan | None = None
     """The platform database and the roster's records in it; None when the environment has none."""
+    services: ServicesPlan | None = None
 
 
 @dataclass(frozen=True)
@@ -248,6 +313,49 @@ def _api_key(client_id: UUID, has_sandboxes: bool, settings: StackSettings) -> A
     return ApiKeySource.DEFAULT if settings.api_key_present else None
 
 
+def services_plan(settings: StackSettings) -> ServicesPlan:
+    """The platform's services: every namespace and custom object, and the releases switched on."""
+    releases = release_plans(
+        settings,
+        alloy_config=observability.alloy_config(),
+        ksm_custom_resources=observability.kube_state_metrics_custom_resources(),
+    )
+    namespaces = {n.name: n for n in platform_namespaces(settings)}
+
+    def part(name: str, spaces: tuple[str, ...], objects: tuple[ObjectPlan, ...], **extra: Any) -> ServicePlan:
+        return ServicePlan(
+            name,
+            tuple(namespaces[n] for n in spaces),
+            tuple(r for r in releases if r.namespace in spaces),
+            objects,
+            **extra,
+        )
+
+    monitor = ObjectPlan(
+        routing.API_VERSION_MONITORING,
+        "ServiceMonitor",
+        "platform-api",
+        settings.platform_namespace,
+        observability.platform_api_monitor(),
+    )
+    dashboards = tuple(
+        DashboardPlan(name, MONITORING_NAMESPACE, text) for name, text in sorted(observability.dashboards().items())
+    )
+    return ServicesPlan(
+        mesh=part(
+            "mesh",
+            (ISTIO_NAMESPACE, GATEWAY_NAMESPACE),
+            (
+                routing.gateway(sandbox_host=settings.sandbox_host, registry_host=settings.registry_host),
+                routing.mesh_tracing(ISTIO_NAMESPACE),
+            ),
+        ),
+        monitoring=part("monitoring", (MONITORING_NAMESPACE,), (monitor,), dashboards=dashboards),
+        registry=part("registry", (HARBOR_NAMESPACE,), (routing.registry_route(settings.registry_host),)),
+        releases_off=tuple(r for r in RELEASE_GROUPS if r not in settings.releases),
+    )
+
+
 def build_plan(roster: Roster, settings: StackSettings) -> Plan:
     """The desired state of every slice. ``roster`` must be valid (``load_roster`` checked it)."""
     by_client: dict[UUID, list[SandboxPlan]] = defaultdict(list)
@@ -255,6 +363,11 @@ def build_plan(roster: Roster, settings: StackSettings) -> Plan:
         for entry in freelancer.sandboxes:
             by_client[entry.client].append(plan_sandbox(freelancer, entry, settings))
     groups: dict[str, list[TenantPlan]] = {}
+    pull_secret = (
+        PullSecretPlan(naming.PULL_SECRET, settings.registry_host, settings.registry_pull_user)
+        if settings.registry_pull_token_present
+        else None
+    )
     # Canonical order (by id, not by position in the file), so reordering the roster changes no plan.
     for client in sorted(roster.clients, key=lambda c: str(c.id)):
         sandboxes = tuple(sorted(by_client[client.id], key=lambda s: str(s.freelancer_id)))
@@ -269,6 +382,15 @@ def build_plan(roster: Roster, settings: StackSettings) -> Plan:
             egress_denied_cidrs=settings.egress_denied_cidrs,
             max_volume_size=settings.max_storage,
             sandboxes=sandboxes,
+            mesh=ClientMeshPlan(
+                client.id,
+                naming.namespace(client.id),
+                settings.sandbox_host,
+                settings.platform_namespace,
+                tuple(s.freelancer_id for s in sandboxes if s.state is SandboxState.ACTIVE),
+            ),
+            alerts=ClientAlertsPlan(client.id, naming.namespace(client.id)),
+            pull_secret=pull_secret,
         )
         groups.setdefault(slice_of(client.id, client.stack), []).append(tenant)
     return Plan(
@@ -276,6 +398,7 @@ def build_plan(roster: Roster, settings: StackSettings) -> Plan:
             namespace=settings.platform_namespace,
             pod_security_version=settings.pod_security_version,
             database=plan_database(roster, settings, (t for tenants in groups.values() for t in tenants)),
+            services=services_plan(settings),
         ),
         slices=tuple(SlicePlan(slice_id, tuple(tenants)) for slice_id, tenants in sorted(groups.items())),
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from uuid import UUID
 
@@ -17,18 +18,25 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from sandbox_infra import handoff
+from sandbox_infra.charts import missing_platform_secrets
+from sandbox_infra.mesh import ClientRouting, ClientRoutingArgs
+from sandbox_infra.monitoring import ClientMonitoring, ClientMonitoringArgs
 from sandbox_infra.plan import ALL_SLICES, PLATFORM_SLICE, ApiKeySource, Plan, build_plan
 from sandbox_infra.platform import Platform, PlatformArgs
+from sandbox_infra.registry import ClientRegistryAccess, ClientRegistryAccessArgs
 from sandbox_infra.roster import load_roster
 from sandbox_infra.sandbox import FreelancerSandbox, FreelancerSandboxArgs
 from sandbox_infra.sdk import install_linear_wait, quiet_debug_logs
+from sandbox_infra.services import PlatformService, PlatformServiceArgs
 from sandbox_infra.settings import (
     API_KEY,
     CLIENT_API_KEYS,
     CONFIG_NAMESPACE,
     DATABASE_PASSWORDS,
-    SECRET_KEYS,
+    PLATFORM_SECRETS,
+    REGISTRY_PULL_TOKEN,
     SECRET_MAPS,
+    SECRET_SETTINGS,
     SETTING_KEYS,
     SettingsError,
     StackSettings,
@@ -47,7 +55,7 @@ def read_settings() -> StackSettings:
     read with ``get_secret`` later and stay secret Outputs end to end."""
     values: dict[str, object] = {}
     secrets: dict[str, object] = {}
-    for key in (*SETTING_KEYS, *SECRET_KEYS):
+    for key in (*SETTING_KEYS, *SECRET_SETTINGS):
         raw = pulumi.runtime.get_config(f"{CONFIG_NAMESPACE}:{key}")
         if raw is None:
             continue
@@ -55,10 +63,10 @@ def read_settings() -> StackSettings:
             value: object = json.loads(raw)
         except json.JSONDecodeError:
             value = raw
-        if key == API_KEY:
-            secrets[key] = True
-        elif key in SECRET_MAPS:
+        if key in SECRET_MAPS:
             secrets[key] = {k: True for k in value} if isinstance(value, dict) else {}
+        elif key in SECRET_SETTINGS:
+            secrets[key] = True
         else:
             values[key] = value if isinstance(value, (list, dict)) else raw
     try:
@@ -67,19 +75,64 @@ def read_settings() -> StackSettings:
         raise ProgramError(f"stack {pulumi.get_stack()}: {exc}") from exc
 
 
+@dataclass(frozen=True)
+class StackSecrets:
+    """The secrets the services need besides the API keys, as secret Outputs (read once in :func:`main`)."""
+
+    platform: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    """``platformSecrets``: the releases' credentials, by key."""
+    registry_pull_token: pulumi.Input[str] | None = None
+    """``registryPullToken``: what client namespaces' pull Secrets hold."""
+    database_passwords: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    """``databasePasswords``: each database role's password, by kind (docs/database.md)."""
+
+
+def _declare_services(
+    plan: Plan, platform: Platform, secrets: StackSecrets, opts: pulumi.ResourceOptions
+) -> list[pulumi.Resource]:
+    """The platform's services (mesh, monitoring, registry), after the platform namespace they use."""
+    services = plan.platform.services
+    assert services is not None, "build_plan always plans the services"
+    missing = missing_platform_secrets([r.name for s in services.all() for r in s.releases], secrets.platform)
+    if missing:
+        raise ProgramError(
+            f"the releases switched on need the secrets {', '.join(missing)} of {CONFIG_NAMESPACE}:{PLATFORM_SECRETS} "
+            f"(pulumi config set --secret --path '{CONFIG_NAMESPACE}:{PLATFORM_SECRETS}.<key>' <value>; what each "
+            f"is: docs/services.md), or switch those releases off in {CONFIG_NAMESPACE}:releases; nothing was changed"
+        )
+    after = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[platform]))
+    declared: list[pulumi.Resource] = [
+        PlatformService(
+            service.name,
+            PlatformServiceArgs(service, plan.platform.pod_security_version, secrets.platform),
+            opts=after,
+        )
+        for service in services.all()
+    ]
+    if services.releases_off:
+        pulumi.log.info(
+            f"releases switched off by {CONFIG_NAMESPACE}:releases: {', '.join(services.releases_off)} "
+            "(their namespaces and custom objects are declared; their Helm charts are not installed)"
+        )
+    return declared
+
+
 def build(
     plan: Plan,
     slice_id: str,
     api_keys: Mapping[UUID, pulumi.Input[str]],
     provider: k8s.Provider,
-    database_passwords: Mapping[str, pulumi.Input[str]] | None = None,
+    secrets: StackSecrets | None = None,
 ) -> dict[str, object]:
     """Declare one slice of the plan: the platform, one client group, or (``all``) everything in one stack."""
+    secrets = secrets or StackSecrets()
     opts = pulumi.ResourceOptions(provider=provider)
     outputs: dict[str, object] = {}
     platform: Platform | None = None
+    services: list[pulumi.Resource] = []
     if slice_id in (PLATFORM_SLICE, ALL_SLICES):
         platform = Platform("platform", PlatformArgs(plan.platform), opts=opts)
+        services = _declare_services(plan, platform, secrets, opts)
         outputs["platformNamespace"] = platform.namespace
         if plan.platform.database is not None:
             # Imported here: the database's modules load a driver and two SDKs (a quarter of a second) that
@@ -87,7 +140,7 @@ def build(
             from sandbox_infra.database import Database, DatabaseArgs, admin_provider
             from sandbox_infra.postgres import load_migrations
 
-            database_plan, passwords = plan.platform.database, database_passwords or {}
+            database_plan, passwords = plan.platform.database, secrets.database_passwords
             providers: list[pulumi.ProviderResource] = [provider]
             if database_plan.roles_managed:
                 providers.append(admin_provider(database_plan, passwords["admin"]))
@@ -99,6 +152,9 @@ def build(
                 opts=pulumi.ResourceOptions(providers=providers),
             )
             outputs["databaseSecrets"] = database.secrets
+        assert plan.platform.services is not None
+        outputs["releases"] = [r.name for s in plan.platform.services.all() for r in s.releases]
+        outputs["releasesOff"] = list(plan.platform.services.releases_off)
     if slice_id == PLATFORM_SLICE:
         return outputs
     if slice_id == ALL_SLICES:
@@ -113,7 +169,7 @@ def build(
         tenant_plans = list(group.tenants)
     # In the single-stack layout the CRD and the platform namespace are declared here too; otherwise the
     # orchestrator brings the platform stack up before any client stack.
-    shared: list[pulumi.Resource] = [platform] if platform is not None else []
+    shared: list[pulumi.Resource] = [platform, *services] if platform is not None else []
     namespaces: dict[str, pulumi.Output[str]] = {}
     sandboxes: list[str] = []
     for tenant_plan in tenant_plans:
@@ -123,6 +179,17 @@ def build(
             opts=pulumi.ResourceOptions(provider=provider, depends_on=shared),
         )
         namespaces[str(tenant_plan.client_id)] = tenant.namespace
+        after_tenant = [tenant, *shared]
+        ClientRouting(f"{tenant_plan.resource_name}-routing", ClientRoutingArgs(tenant_plan, after_tenant), opts=opts)
+        ClientMonitoring(
+            f"{tenant_plan.resource_name}-monitoring", ClientMonitoringArgs(tenant_plan, after_tenant), opts=opts
+        )
+        if tenant_plan.pull_secret is not None and secrets.registry_pull_token is not None:
+            ClientRegistryAccess(
+                f"{tenant_plan.resource_name}-registry",
+                ClientRegistryAccessArgs(tenant_plan, secrets.registry_pull_token, after_tenant),
+                opts=opts,
+            )
         for sandbox in tenant_plan.sandboxes:
             FreelancerSandbox(
                 sandbox.resource_name,
@@ -146,6 +213,19 @@ def api_keys(plan: Plan, config: pulumi.Config) -> dict[UUID, pulumi.Input[str]]
         elif tenant.api_key is ApiKeySource.DEFAULT and default_key is not None:
             keys[tenant.client_id] = default_key
     return keys
+
+
+def stack_secrets(settings: StackSettings, config: pulumi.Config) -> StackSecrets:
+    """The services' secrets as secret Outputs: each ``platformSecrets`` key the settings saw, and the pull token."""
+    platform: dict[str, pulumi.Input[str]] = {}
+    secret_object = config.get_secret_object(PLATFORM_SECRETS) if settings.platform_secrets_present else None
+    if secret_object is not None:
+        for key in sorted(settings.platform_secrets_present):
+            platform[key] = secret_object.apply(lambda values, k=key: str(values[k]))  # type: ignore[misc]
+    token = config.get_secret(REGISTRY_PULL_TOKEN) if settings.registry_pull_token_present else None
+    return StackSecrets(
+        platform=platform, registry_pull_token=token, database_passwords=database_passwords(settings, config)
+    )
 
 
 def load_plan(settings: StackSettings) -> Plan:
@@ -181,6 +261,6 @@ def main() -> None:
     settings = read_settings()
     plan = handoff.receive(settings, Path(settings.roster)) or load_plan(settings)
     provider = k8s.Provider("kubernetes", enable_server_side_apply=True)
-    passwords = database_passwords(settings, config)
-    for key, value in build(plan, settings.slice, api_keys(plan, config), provider, passwords).items():
+    secrets = stack_secrets(settings, config)
+    for key, value in build(plan, settings.slice, api_keys(plan, config), provider, secrets).items():
         pulumi.export(key, value)

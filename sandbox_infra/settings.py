@@ -7,6 +7,7 @@ the stack's limits without running Pulumi or decrypting anything.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -16,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from sandbox_infra.charts import RELEASE_GROUPS
 from sandbox_infra.images import reference_problem, tag_problem
 from sandbox_infra.quantity import QuantityError, parse_quantity
 from sandbox_infra.source import InputError, load_yaml
@@ -26,9 +28,17 @@ API_KEY = "geminiApiKey"
 CLIENT_API_KEYS = "clientGeminiApiKeys"
 DATABASE_PASSWORDS = "databasePasswords"
 """A map of secrets, one password per database role (``databasePasswords.<login>``; docs/database.md)."""
-SECRET_MAPS = (CLIENT_API_KEYS, DATABASE_PASSWORDS)
+REGISTRY_PULL_TOKEN = "registryPullToken"
+"""The Harbor robot account's token sandbox pods pull their images with (a secret string)."""
+PLATFORM_SECRETS = "platformSecrets"
+"""The Helm releases' own credentials (a secret object; which keys each release needs: ``charts.py``)."""
+SECRET_MAPS = (CLIENT_API_KEYS, DATABASE_PASSWORDS, PLATFORM_SECRETS)
 """Secret settings that are maps: their keys are in clear, each value is encrypted."""
-SECRET_KEYS = (API_KEY, *SECRET_MAPS)
+SECRET_SETTINGS = (API_KEY, REGISTRY_PULL_TOKEN, *SECRET_MAPS)
+"""Settings whose values are secrets; their keys (for maps) are in clear, their values never are."""
+
+RELEASES = tuple(RELEASE_GROUPS)
+"""The platform's Helm releases, each switched on by naming it in ``releases`` (charts.py pins them)."""
 
 
 @dataclass(frozen=True)
@@ -133,6 +143,34 @@ class StackSettings:
     )
     """Ranges that sandbox egress on ports 80/443 must never reach."""
 
+    releases: tuple[str, ...] = RELEASES
+    """The Helm releases the platform stack installs (see ``sandbox_infra/charts.py``); drop a name to switch
+    that release off. A stack that cannot reach the chart repositories (the local cluster) sets ``[]``."""
+
+    chart_image_mirror: str = "registry.platform.com/mirror"
+    """Where every image the releases run is mirrored, under its upstream path (e.g. ``<mirror>/istio/ztunnel``)."""
+
+    platform_storage_class: str = "standard"
+    """StorageClass of the releases' volumes (Prometheus, Loki, Tempo, Harbor)."""
+
+    registry_host: str = "registry.platform.com"
+    """Host of the platform's Harbor: the per-user images and the pull secret point at it."""
+
+    registry_pull_user: str = "robot$sandboxes+pull"
+    """Harbor robot account that sandbox pods pull with (its token: the secret ``registryPullToken``)."""
+
+    sandbox_host: str = "sandbox.platform.internal"
+    """Host the ingress gateway routes to code-server, by the ``freelancer-id`` and ``client-id`` headers."""
+
+    loki_storage: str = "filesystem"
+    """Where Loki keeps logs: ``filesystem`` (its volume) or ``s3`` (the bucket below, credentials from the
+    pod's cloud identity)."""
+
+    loki_s3_bucket: str = ""
+    loki_s3_region: str = ""
+    loki_s3_endpoint: str = ""
+    """Empty: the provider's default endpoint for the region."""
+
     cluster_capacity: ClusterCapacity | None = None
     """What the cluster can hold (see :class:`ClusterCapacity`); only the change report reads it."""
 
@@ -164,6 +202,8 @@ class StackSettings:
     api_key_present: bool = field(default=False, compare=False)
     client_api_keys_present: frozenset[str] = field(default_factory=frozenset, compare=False)
     database_passwords_present: frozenset[str] = field(default_factory=frozenset, compare=False)
+    registry_pull_token_present: bool = field(default=False, compare=False)
+    platform_secrets_present: frozenset[str] = field(default_factory=frozenset, compare=False)
 
     @property
     def max_storage_bytes(self) -> Decimal:
@@ -254,12 +294,24 @@ def _prices(key: str, value: object) -> Prices:
 _STRUCTURED = {"cluster_capacity": _capacity, "prices": _prices}
 
 
+def _json_list(value: object) -> object:
+    """A list setting given as its JSON text (how `pulumi config set KEY '[...]'` stores it), as a list."""
+    if isinstance(value, str) and value.startswith("["):
+        try:
+            parsed: object = json.loads(value)
+        except json.JSONDecodeError:
+            return value
+        return parsed if isinstance(parsed, list) else value
+    return value
+
+
 def settings_from_mapping(values: Mapping[str, object], *, secret_keys: Mapping[str, object]) -> StackSettings:
     """Build settings from ``{configKey: value}`` (namespace already stripped)."""
     kwargs: dict[str, object] = {}
-    for key, value in values.items():
-        if key in SECRET_KEYS:
+    for key, raw in values.items():
+        if key in SECRET_SETTINGS:
             continue
+        value = _json_list(raw)
         name = SETTING_KEYS.get(key)
         if name is None:
             raise SettingsError(
@@ -290,6 +342,8 @@ def settings_from_mapping(values: Mapping[str, object], *, secret_keys: Mapping[
         api_key_present=API_KEY in secret_keys,
         client_api_keys_present=present[CLIENT_API_KEYS],
         database_passwords_present=present[DATABASE_PASSWORDS],
+        registry_pull_token_present=REGISTRY_PULL_TOKEN in secret_keys,
+        platform_secrets_present=present[PLATFORM_SECRETS],
     )
     if not _SLICE.match(settings.slice):
         raise SettingsError(
@@ -307,6 +361,7 @@ def settings_from_mapping(values: Mapping[str, object], *, secret_keys: Mapping[
             key, value = _CONFIG_KEY[size], getattr(settings, size)
             raise SettingsError(f"{CONFIG_NAMESPACE}:{key}: {value} exceeds maxStorage {settings.max_storage}", key=key)
     _check_images(settings)
+    _check_releases(settings)
     if settings.database_host:
         _check_database(settings)
     return settings
@@ -347,6 +402,24 @@ def _check_database(settings: StackSettings) -> None:
             f"`pulumi config set --secret --path '{setting}.{missing[0]}' ...` (docs/database.md)",
             key=DATABASE_PASSWORDS,
         )
+
+
+def _check_releases(settings: StackSettings) -> None:
+    """The release switches name known releases, and Loki's storage is complete. (The secrets a release needs
+    are checked by the program that declares it, the platform stack's: client stacks never read them.)"""
+    unknown = sorted(set(settings.releases) - set(RELEASES))
+    if unknown:
+        raise SettingsError(
+            f"{CONFIG_NAMESPACE}:releases: unknown release {', '.join(unknown)} "
+            f"(expected any of {', '.join(RELEASES)})",
+            key="releases",
+        )
+    if settings.loki_storage not in ("filesystem", "s3"):
+        raise SettingsError(
+            f"{CONFIG_NAMESPACE}:lokiStorage: {settings.loki_storage!r} is not filesystem or s3", key="lokiStorage"
+        )
+    if "loki" in settings.releases and settings.loki_storage == "s3" and not settings.loki_s3_bucket:
+        raise SettingsError(f"{CONFIG_NAMESPACE}:lokiS3Bucket: required when lokiStorage is s3", key="lokiS3Bucket")
 
 
 def _check_images(settings: StackSettings) -> None:
@@ -406,7 +479,7 @@ def _settings_from_document(document: Mapping[str, Any]) -> StackSettings:
         if not str(full_key).startswith(prefix):
             continue
         key = str(full_key)[len(prefix) :]
-        if key in SECRET_KEYS:
+        if key in SECRET_SETTINGS:
             # Secrets are stored encrypted ({secure: ...}); a map of secrets keeps its keys in clear.
             secrets[key] = {k: True for k in value} if isinstance(value, dict) and "secure" not in value else True
         else:

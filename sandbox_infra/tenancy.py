@@ -54,7 +54,11 @@ class ClientTenant(pulumi.ComponentResource):
 
         ns_metadata: k8s.meta.v1.ObjectMetaArgsDict = {
             "name": namespace,
-            "labels": {**labels, **pod_security_labels("restricted", plan.pod_security_version)},
+            "labels": {
+                **labels,
+                **pod_security_labels("restricted", plan.pod_security_version),
+                **dict(plan.mesh_labels),
+            },
             "annotations": {"platform.com/client-name": plan.client_name},
         }
         ns = declare_namespace(
@@ -155,10 +159,15 @@ class ClientTenant(pulumi.ComponentResource):
     def _rbac(
         name: str, namespace: str, labels: dict[str, str], plan: TenantPlan, opts: pulumi.ResourceOptions
     ) -> None:
+        # Pods of this ServiceAccount pull with the client's registry Secret (registry.py declares it).
+        pull_secrets: list[k8s.core.v1.LocalObjectReferenceArgsDict] = (
+            [{"name": plan.pull_secret.name}] if plan.pull_secret is not None else []
+        )
         k8s.core.v1.ServiceAccount(
             f"{name}-sandbox-sa",
             metadata=_metadata(naming.SANDBOX_SERVICE_ACCOUNT, namespace, labels),
             automount_service_account_token=False,
+            image_pull_secrets=pull_secrets or None,
             opts=opts,
         )
         rules: list[k8s.rbac.v1.PolicyRuleArgsDict] = [

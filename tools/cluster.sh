@@ -6,6 +6,7 @@
 #   tools/cluster.sh down     stop what `up` started (by recorded process ids); keeps all data
 #   tools/cluster.sh status   what runs, with process ids and endpoints
 #   tools/cluster.sh delete   down, then remove the cluster and database state (a fresh `up` recreates them)
+#   tools/cluster.sh crds     (re)install the third-party CRDs (part of `up`)
 #
 # PostgreSQL: the `sandbox` role (an administrator that creates databases and roles) and its database, and the
 # dev environment's platform database with the roles a DBA would prepare (docs/database.md).
@@ -15,6 +16,10 @@
 # per component. Nodes: SANDBOX_INFRA_NODES (default 3) simulated nodes, the last with nvidia.com/gpu.
 # Volumes: tools/cluster/provisioner.py creates a Retain PV for each pending claim of the StorageClasses in
 # tools/cluster/storageclasses.yaml. NetworkPolicy objects are accepted but not enforced (no CNI).
+# CRDs: the exact upstream CRD files of the pinned Istio and prometheus-operator releases, from the shared
+# data directory beside the repository (../shared/crds; SANDBOX_INFRA_CRDS_DIR overrides), so the program's
+# VirtualServices, Gateways, PrometheusRules... are validated and stored by the real API server (the Helm
+# charts that install them in a real cluster cannot be fetched here).
 #
 # State lives in $SANDBOX_INFRA_CACHE/cluster/: kubeconfig, database-url, pids/, logs/, kwok/ (etcd data, PKI).
 # PostgreSQL refuses to run as root, so as root it runs as the `postgres` user with its data under
@@ -277,6 +282,45 @@ reclaim_node_leases() {
   die "the kwok controller did not take over nodes ${stale[*]} within 60s (log: $KWOK_CLUSTER_DIR/logs/kwok-controller.log)"
 }
 
+# crds_dir: the shared CRD directory, resolved at run time: SANDBOX_INFRA_CRDS_DIR, else shared/crds beside the
+# repository, else beside the main checkout when this is a git worktree elsewhere.
+crds_dir() {
+  local candidates=() common
+  if [[ -n "${SANDBOX_INFRA_CRDS_DIR:-}" ]]; then
+    candidates=("$SANDBOX_INFRA_CRDS_DIR")  # an explicit choice is never second-guessed
+  else
+    candidates=("$REPO_DIR/../shared/crds")
+    if common="$(git -C "$REPO_DIR" rev-parse --path-format=absolute --git-common-dir 2>/dev/null)"; then
+      candidates+=("$(dirname "$common")/../shared/crds")
+    fi
+  fi
+  local dir
+  for dir in "${candidates[@]}"; do
+    if [[ -f "$dir/README.md" ]] && compgen -G "$dir/*/*.yaml" >/dev/null; then
+      (cd "$dir" && pwd)
+      return 0
+    fi
+  done
+  die "no CRD directory: looked for shared/crds (README.md and */*.yaml) at: ${candidates[*]}
+  fix: put the shared data directory beside the repository, or set SANDBOX_INFRA_CRDS_DIR=<dir>"
+}
+
+# install_crds: server-side apply (the Istio file is larger than client-side apply's 256 KiB annotation), as
+# its own field manager, then wait until the API server serves every one. Idempotent.
+install_crds() {
+  local dir files=() names=()
+  dir="$(crds_dir)"
+  mapfile -t files < <(find "$dir" -mindepth 2 -maxdepth 2 -name '*.yaml' | sort)
+  local args=() f
+  for f in "${files[@]}"; do args+=(-f "$f"); done
+  kubectl apply --server-side --force-conflicts --field-manager=sandbox-infra-crds "${args[@]}" >/dev/null ||
+    die "applying the CRDs of $dir failed (see the error above)"
+  mapfile -t names < <(kubectl get "${args[@]}" -o name --request-timeout=30s)
+  kubectl wait --for=condition=Established --timeout=60s "${names[@]}" >/dev/null ||
+    die "the CRDs of $dir were not established within 60s"
+  log "${#names[@]} CRDs from $dir"
+}
+
 start_provisioner() {
   [[ -n "$(provisioner_pid)" ]] && return 0
   local server
@@ -399,6 +443,7 @@ cmd_up() {
   if kube_running && [[ -n "$(provisioner_pid)" ]] && pg_running && [[ -s "$DATABASE_URL_FILE" ]]; then
     prepare_platform_database
     log "already running"
+    install_crds
     print_summary
     return 0
   fi
@@ -425,6 +470,7 @@ cmd_up() {
   step "waiting for kube-apiserver" wait_kube_ready
   [[ -n "$kwok_was_running" ]] || step "handing the simulated nodes to the new kwok controller" reclaim_node_leases "$since"
   step "storage classes and $NODE_COUNT simulated nodes" apply_cluster_objects
+  step "third-party CRDs (Istio, prometheus-operator)" install_crds
   step "volume provisioner" start_provisioner
   step "PostgreSQL on 127.0.0.1:$PG_PORT (data $PG_DATA)" start_postgres
   step "the dev environment's platform database and roles" prepare_platform_database
@@ -492,5 +538,6 @@ case "${1:-}" in
   down) cmd_down ;;
   status) cmd_status ;;
   delete) cmd_delete ;;
-  *) die "usage: $0 up|down|status|delete" ;;
+  crds) BIN_DIR="$("$TOOLS_DIR/controlplane.sh" bin-dir)"; install_crds ;;
+  *) die "usage: $0 up|down|status|delete|crds" ;;
 esac

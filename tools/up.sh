@@ -23,5 +23,9 @@ fi
 step "up every stack of $environment" python -m sandbox_infra up --env "$environment" --all --refresh
 log "what the cluster holds"
 kubectl get sandboxes.platform.com --all-namespaces
+off="$(pulumi stack output --stack "$environment" releasesOff --json 2>/dev/null | tr -d '\n ' || true)"
+echo "  Helm releases switched off (sandbox-infra:releases): ${off:-unknown}"
+echo "  mesh routes: $(kubectl get virtualservices.networking.istio.io -A -o jsonpath='{range .items[*]}{range .spec.http[*]}x{end}{end}' | wc -c)," \
+  "alert rule sets: $(kubectl get prometheusrules.monitoring.coreos.com -A --no-headers 2>/dev/null | wc -l)"
 echo "  ready sandbox pods: $(kubectl get pods -A -l app.kubernetes.io/name=sandbox --no-headers | grep -c ' Running ')," \
   "bound volumes: $(kubectl get pvc -A -l app.kubernetes.io/part-of=sandbox-infra --no-headers | grep -c ' Bound ')"

@@ -17,7 +17,8 @@ from typing import Any
 
 from pulumi_policy import PolicyConfigSchema
 
-from sandbox_infra.naming import API_KEY_SECRET
+from sandbox_infra.charts import ALLOWED_REPOSITORIES, ISTIO_NAMESPACE
+from sandbox_infra.naming import API_KEY_SECRET, CLIENT_NAMESPACE_PREFIX
 from sandbox_infra.quantity import format_bytes, format_cpu
 from sandbox_infra.settings import StackSettings
 from sandbox_infra.tiers import TIERS as PROGRAM_TIERS
@@ -33,6 +34,8 @@ API_KEY_SECRET_NAMES = "apiKeySecretNames"
 API_KEY_PATTERNS = "apiKeyPatterns"
 METADATA_CIDRS = "metadataCidrs"
 POD_NETWORK_CIDRS = "podNetworkCidrs"
+ALLOWED_CHART_REPOSITORIES = "allowedChartRepositories"
+PRIVILEGED_NAMESPACES = "privilegedNamespaces"
 
 _QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
 _STRINGS = {"type": "array", "items": {"type": "string", "minLength": 1}}
@@ -72,6 +75,9 @@ DEFAULTS: dict[str, Any] = {
     API_KEY_PATTERNS: ["api_key", "apikey", "api-key"],
     METADATA_CIDRS: ["169.254.169.254/32", "fd00:ec2::254/128"],
     POD_NETWORK_CIDRS: ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10"],
+    ALLOWED_CHART_REPOSITORIES: list(ALLOWED_REPOSITORIES),
+    # Istio's CNI node agent and ztunnel program each node's pod networking (host network, NET_ADMIN).
+    PRIVILEGED_NAMESPACES: [ISTIO_NAMESPACE],
 }
 
 _PROPERTIES: dict[str, dict[str, Any]] = {
@@ -104,6 +110,15 @@ _PROPERTIES: dict[str, dict[str, Any]] = {
     POD_NETWORK_CIDRS: {
         **_STRINGS,
         "description": "Ranges other clients' pods may have; client ingress rules must not admit them.",
+    },
+    ALLOWED_CHART_REPOSITORIES: {
+        **_STRINGS,
+        "minItems": 1,
+        "description": "Helm chart repositories releases may come from.",
+    },
+    PRIVILEGED_NAMESPACES: {
+        **_STRINGS,
+        "description": "Platform namespaces whose node agents may need host access (never a client namespace).",
     },
 }
 
@@ -167,6 +182,15 @@ def metadata_cidrs(config: Mapping[str, Any]) -> list[IPNetwork]:
 
 def pod_network_cidrs(config: Mapping[str, Any]) -> list[IPNetwork]:
     return _networks(config, POD_NETWORK_CIDRS)
+
+
+def allowed_chart_repositories(config: Mapping[str, Any]) -> list[str]:
+    return [r.rstrip("/") for r in _strings(config, ALLOWED_CHART_REPOSITORIES)]
+
+
+def privileged_namespaces(config: Mapping[str, Any]) -> list[str]:
+    """Never a client namespace, whatever the config says: a sandbox is never privileged."""
+    return [n for n in _strings(config, PRIVILEGED_NAMESPACES) if not n.startswith(CLIENT_NAMESPACE_PREFIX)]
 
 
 @dataclass(frozen=True)

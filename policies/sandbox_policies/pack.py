@@ -33,6 +33,7 @@ from sandbox_policies import (
     network,
     sandboxes,
     secrets,
+    services,
     storage,
     tenancy,
     workloads,
@@ -140,8 +141,10 @@ def all_policies() -> list[Policy]:
             ),
             remediation=_steps(workloads.FIX_SECURITY),
             types=WORKLOAD_TYPES,
-            check=lambda r, _: workloads.check_security(r),
+            # Only Istio's node agents are exempt (config privilegedNamespaces; never a client namespace).
+            check=lambda r, c: [] if r.namespace in config.privileged_namespaces(c) else workloads.check_security(r),
             severity=Severity.CRITICAL,
+            config_keys=(config.PRIVILEGED_NAMESPACES,),
         ),
         resource_policy(
             name="kubernetes-core-v1-pod-allowed-pinned-images",
@@ -214,6 +217,15 @@ def all_policies() -> list[Policy]:
             config_keys=(config.TIERS,),
         ),
         resource_policy(
+            name="kubernetes-helm-v4-chart-pinned-allowed-repository",
+            description="Helm releases name an exact chart version from an allowed chart repository.",
+            remediation=_steps(services.FIX_CHART),
+            types=frozenset({services.CHART}),
+            check=lambda r, c: services.check_chart(r, config.allowed_chart_repositories(c)),
+            severity=Severity.HIGH,
+            config_keys=(config.ALLOWED_CHART_REPOSITORIES,),
+        ),
+        resource_policy(
             name="kubernetes-core-v1-persistentvolumeclaim-protected-sandbox-volume",
             description="Sandbox workspace and home volumes are protected, so no Pulumi change can delete them.",
             remediation="Declare sandbox volumes with ResourceOptions(protect=True, retain_on_delete=True).",
@@ -276,6 +288,26 @@ def all_policies() -> list[Policy]:
             remediation="Declare sandboxes only through FreelancerSandbox.",
             check=lambda rs, _: sandboxes.check_sandboxes_complete(rs),
             severity=Severity.HIGH,
+        ),
+        stack_policy(
+            name="kubernetes-platform-v1-client-routing-and-monitoring",
+            description=(
+                "Every client namespace has a PeerAuthentication, an AuthorizationPolicy and a PrometheusRule, "
+                "and a VirtualService once it has an active sandbox."
+            ),
+            remediation="Declare each client through ClientRouting and ClientMonitoring.",
+            check=lambda rs, _: services.check_client_services(rs),
+            severity=Severity.HIGH,
+        ),
+        stack_policy(
+            name="kubernetes-networking-istio-v1-virtualservice-tenant-routes",
+            description=(
+                "No route reaches a client's sandboxes except from its own namespace's VirtualService, on its own "
+                "client-id and the sandbox's freelancer-id."
+            ),
+            remediation=_steps(services.FIX_ROUTES),
+            check=lambda rs, _: services.check_routes(rs),
+            severity=Severity.CRITICAL,
         ),
         stack_policy(
             name="kubernetes-core-v1-namespace-default-serviceaccount-no-token",

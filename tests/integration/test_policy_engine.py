@@ -32,6 +32,7 @@ def project(tmp_path: Path) -> Iterator[tuple[Path, dict[str, str]]]:
     run(["pulumi", "config", "set", "--secret", "sandbox-infra:geminiApiKey", "not-a-real-key"], cwd=path, env=env)
     # Everything in one stack: every kind of object the pack judges, in one preview.
     run(["pulumi", "config", "set", "sandbox-infra:slice", "all"], cwd=path, env=env)
+    run(["pulumi", "config", "set", "sandbox-infra:releases", "[]"], cwd=path, env=env)  # no chart repository here
     yield path, env
 
 

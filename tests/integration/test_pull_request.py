@@ -87,6 +87,7 @@ def repo(tmp_path: Path) -> Iterator[Repo]:
         ("prices.memoryGiBMonth", "2.40"),
         ("prices.gpuMonth", "620"),
         ("prices.storageGiBMonth", "0.12"),
+        ("releases", "[]"),  # no chart repository is reachable here (docs/services.md)
     ]
     run(
         ["pulumi", "config", "set", "--secret", "--stack", ENV_NAME, "sandbox-infra:geminiApiKey", "x"],
@@ -158,7 +159,8 @@ def test_pull_request_then_merge_then_drift(repo: Repo) -> None:
     )
     assert "Cost: **+53.80 EUR/month**" in comment
     assert "### Preview (with the policy pack)" in comment
-    assert f"| `{repo.stack(repo.clients[1])}` | ok | 6 | 1 | 0 | 0 |" in comment  # the new sandbox; the quota grows
+    # the new sandbox; the quota grows and the client's VirtualService gains its route
+    assert f"| `{repo.stack(repo.clients[1])}` | ok | 6 | 2 | 0 | 0 |" in comment
 
     # The merge: up of the stacks changed since the last deployment (the base), and nothing else.
     repo.git("checkout", "-q", "main")

@@ -59,7 +59,7 @@ def _struct(wire: dict[str, Any]) -> struct_pb2.Struct:
 def test_policy_metadata_reaches_the_engine() -> None:
     info = _servicer().GetAnalyzerInfo(None, None)
     names = [p.name for p in info.policies]
-    assert len(names) == len(set(names)) == 20
+    assert len(names) == len(set(names)) == 23
     for policy in info.policies:
         assert policy.name.startswith("kubernetes-")
         assert policy.description and policy.remediation_steps
@@ -73,7 +73,7 @@ def test_policy_metadata_reaches_the_engine() -> None:
 
 def test_readme_lines() -> None:
     lines = readme_lines()
-    assert len(lines) == 20
+    assert len(lines) == 23
     assert lines[0].startswith("- `kubernetes-core-v1-pod-configure-resources` — Every container")
     assert all(line.endswith(" — mandatory") for line in lines)
 
@@ -266,6 +266,7 @@ def test_the_pack_depends_on_the_programs_pure_modules_only() -> None:
     modules = set(json.loads(loaded.stdout))
     assert modules <= {
         "sandbox_infra",
+        "sandbox_infra.charts",
         "sandbox_infra.images",
         "sandbox_infra.naming",
         "sandbox_infra.quantity",

@@ -15,6 +15,7 @@ from pulumi.runtime.stack import wait_for_rpcs
 from pulumi.runtime.sync_await import _sync_await
 
 from sandbox_infra import program
+from sandbox_infra.charts import PLATFORM_SECRETS
 from sandbox_infra.plan import ALL_SLICES, build_plan
 from sandbox_infra.roster import load_roster
 from sandbox_infra.settings import StackSettings
@@ -96,6 +97,19 @@ def is_secret(output: pulumi.Output[Any]) -> bool:
     return bool(_sync_await(output.is_secret()))
 
 
+EXAMPLE_SETTINGS = StackSettings(api_key_present=True, registry_pull_token_present=True)
+"""A production stack's defaults (every release on), with an API key and a registry pull token."""
+
+
+def placeholder_secrets() -> program.StackSecrets:
+    """Every secret the services can need, as placeholder secret Outputs (what a real stack reads from config)."""
+    keys = {key for needed in PLATFORM_SECRETS.values() for key in needed}
+    return program.StackSecrets(
+        platform={key: pulumi.Output.secret(f"{key}-not-real") for key in sorted(keys)},
+        registry_pull_token=pulumi.Output.secret("pull-token-not-real"),
+    )
+
+
 def run_example(
     roster: Path,
     slice_id: str = ALL_SLICES,
@@ -104,13 +118,13 @@ def run_example(
     recorder: Recorder | None = None,
 ) -> Recorder:
     """The program's declarations for ``roster`` (one slice; default: everything) under mocks, with a
-    placeholder secret API key for every client."""
-    settings = settings or StackSettings(api_key_present=True)
+    placeholder secret API key for every client and placeholders for the services' secrets."""
+    settings = settings or EXAMPLE_SETTINGS
     parsed = load_roster(roster, settings)
 
     def body() -> None:
         provider = k8s.Provider("kubernetes")
         keys = {c.id: pulumi.Output.secret("test-key-not-real") for c in parsed.clients}
-        program.build(build_plan(parsed, settings), slice_id, keys, provider)
+        program.build(build_plan(parsed, settings), slice_id, keys, provider, placeholder_secrets())
 
     return run_program(body, recorder=recorder)

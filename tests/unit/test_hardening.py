@@ -103,18 +103,18 @@ def test_the_api_key_is_a_read_only_file_not_an_environment_variable(example: Re
 
 
 def test_the_secret_holds_gemini_clis_env_file_as_a_pulumi_secret(example: Recorder) -> None:
-    secrets = example.by_type(SECRET)
+    secrets = [s for s in example.by_type(SECRET) if s.name.endswith("-gemini-api-key")]  # not the pull Secrets
     assert len(secrets) == 3
     for secret in secrets:
         value = pulumi.Output.from_input(secret.props["string_data"])
         assert resolve(value) == {".env": "GEMINI_API_KEY=test-key-not-real\n"}
-    for wire in _wire(example, SECRET):
+    for wire in _wire(example, SECRET):  # the API keys and the registry pull Secrets
         assert wire["stringData"]["4dabf18193072939515e22adb298388d"]  # wrapped as a secret on the wire
 
 
 def test_every_namespace_turns_off_its_default_service_account_token(example: Recorder) -> None:
     namespaces = {wire["metadata"]["name"] for wire in _wire(example, NAMESPACE)}
-    assert len(namespaces) == 4  # platform-system and three clients
+    assert len(namespaces) == 8  # platform-system, three clients, and the services' four (istio-system...)
     patches = _wire(example, SA_PATCH)
     assert {p["metadata"]["namespace"] for p in patches} == namespaces
     assert all(p["metadata"]["name"] == "default" and p["automountServiceAccountToken"] is False for p in patches)

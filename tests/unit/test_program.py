@@ -15,12 +15,11 @@ from sandbox_infra import program
 from sandbox_infra.plan import ALL_SLICES, PLATFORM_SLICE, build_plan
 from sandbox_infra.quantity import parse_quantity
 from sandbox_infra.roster import load_roster
-from sandbox_infra.settings import StackSettings
 from sandbox_infra.tiers import TIERS, Tier, split_budget
-from tests.unit.mocks import Recorder, is_secret, resolve, run_example, run_program
+from tests.unit.mocks import EXAMPLE_SETTINGS, Recorder, is_secret, resolve, run_example, run_program
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "example-roster-urns.txt"
-SETTINGS = StackSettings(api_key_present=True)
+SETTINGS = EXAMPLE_SETTINGS
 PVC = "kubernetes:core/v1:PersistentVolumeClaim"
 STS = "kubernetes:apps/v1:StatefulSet"
 ACME_GLOBEX_INITECH = (
@@ -56,7 +55,7 @@ def test_slices_partition_the_single_stack(example: Recorder, example_roster: Pa
         for other in parts[i + 1 :]:
             assert part & other == provider  # each stack has its own provider, nothing else is shared
     platform = parts[0] - provider
-    assert all("sandbox-infra:platform:Platform" in u for u in platform)
+    assert all("sandbox-infra:platform:Platform" in u or "sandbox-infra:services:" in u for u in platform)
     acme = parts[1 + [s.id for s in plan.slices].index(f"client-{ACME_GLOBEX_INITECH[0]}")] - provider
     assert acme and all(ACME_GLOBEX_INITECH[0] in u for u in acme if "::sandbox-infra:" in u)
 
@@ -174,6 +173,8 @@ def _program_config(tmp_path: Path, roster_text: str, slice_id: str = ALL_SLICES
         "sandbox-infra:roster": str(roster),
         "sandbox-infra:geminiApiKey": "sk-test-not-real",
         "sandbox-infra:slice": slice_id,
+        # No chart repository is reachable from tests: the releases are off (tests/unit/test_services.py).
+        "sandbox-infra:releases": "[]",
     }
 
 

@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
@@ -333,7 +334,7 @@ def test_the_report_command_runs_as_a_module(tmp_path: Path) -> None:
     """What CI runs: a process, its exit status and its output file (no traceback on the way)."""
     path = project(tmp_path, refused)
     result = subprocess.run(
-        ["python", "-m", "sandbox_infra", "report", "--base", "base.yaml", "--output", "report.md"],
+        [sys.executable, "-m", "sandbox_infra", "report", "--base", "base.yaml", "--output", "report.md"],
         cwd=path,
         env={**os.environ, "PYTHONPATH": str(REPO)},
         capture_output=True,

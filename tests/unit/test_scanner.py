@@ -38,16 +38,16 @@ def manifests(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_every_declared_object_is_rendered_without_secrets(manifests: Path) -> None:
     kinds = [yaml.safe_load(path.read_text())["kind"] for path in sorted(manifests.iterdir())]
-    assert len(kinds) == 79  # every Kubernetes object of the example: 4 namespaces, 8 StatefulSets, 18 claims...
-    assert kinds.count("StatefulSet") == 8 and kinds.count("ServiceAccount") == 3 + 4  # sandbox SAs + default
+    assert len(kinds) == 132  # every Kubernetes object of the example: 8 namespaces, 8 StatefulSets, 18 claims...
+    assert kinds.count("StatefulSet") == 8 and kinds.count("ServiceAccount") == 3 + 8  # sandbox SAs + default
     text = "".join(path.read_text() for path in manifests.iterdir())
-    assert "test-key-not-real" not in text and scanner.SECRET_PLACEHOLDER in text
+    assert "not-real" not in text and scanner.SECRET_PLACEHOLDER in text  # API keys, pull tokens, chart secrets
 
 
 def test_the_example_roster_is_clean(manifests: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert scanner.check(manifests) == 0
     out = capsys.readouterr().out
-    assert out.startswith("checkov: 79 manifests, ") and out.rstrip().endswith(
+    assert out.startswith("checkov: 132 manifests, ") and out.rstrip().endswith(
         "0 failed (exceptions: none; docs/hardening.md)"
     )
     assert int(out.split(", ")[1].split()[0]) > 500  # checks that passed: the rules did run
