@@ -1,0 +1,31 @@
+"""Limits on roster input, in one place: what the check refuses, so that no input can exhaust it.
+
+A roster comes from a pull request anyone may open, and the check runs unattended in CI; these bound the
+time and memory one check can take (docs/reliability.md has the measured worst cases) and are far above
+any real roster: the 10,000-freelancer benchmark roster is 2.3 MB, 172,000 nodes, 8 levels deep, with no
+alias. The string lengths are those of the platform database's columns, so a roster that passes the check
+fits them. Breaking a limit is a roster error with a file, line and column (docs/roster.md#limits).
+"""
+
+from __future__ import annotations
+
+MAX_FILE_BYTES = 8 * 1024 * 1024
+"""Size of a roster file (8 MiB, about 35,000 freelancers)."""
+
+MAX_NODES = 1_000_000
+"""YAML nodes (mappings, lists, keys and values) in the document, counted after expanding aliases."""
+
+MAX_DEPTH = 32
+"""Nesting of mappings and lists (a roster needs 7: freelancers[].sandboxes[].resources.limits.cpu)."""
+
+MAX_ALIASES = 10_000
+"""Aliases (``*name``) in the document."""
+
+MAX_SCALAR_CHARS = 4096
+"""Characters in any one key or value."""
+
+MAX_NAME_CHARS = 200
+"""A client's or freelancer's display name (a varchar(200) column)."""
+
+MAX_EMAIL_CHARS = 254
+"""An email address (RFC 5321's limit on a forward path; a varchar(254) column)."""
