@@ -3,8 +3,8 @@
 A roster comes from a pull request anyone may open, and the check runs unattended in CI; these bound the
 time and memory one check can take (docs/reliability.md has the measured worst cases) and are far above
 any real roster: the 10,000-freelancer benchmark roster is 2.3 MB, 172,000 nodes, 8 levels deep, with no
-alias. The string lengths are those of the platform database's columns, so a roster that passes the check
-fits them. Breaking a limit is a roster error with a file, line and column (docs/roster.md#limits).
+alias. The name and email lengths are those of the platform database's columns, so a roster that passes
+the check fits them. Breaking a limit is a roster error with a file, line and column (docs/roster.md#limits).
 """
 
 from __future__ import annotations
@@ -24,8 +24,10 @@ MAX_ALIASES = 10_000
 MAX_SCALAR_CHARS = 4096
 """Characters in any one key or value."""
 
-MAX_NAME_CHARS = 200
-"""A client's or freelancer's display name (a varchar(200) column)."""
+# The widths of the platform database's columns these values are stored in (sandbox_infra/migrations/):
+# a longer value is a roster error on its line, not a failed database write later.
+NAME_MAX = 255
+"""A client's or freelancer's display name (``VARCHAR(255)``)."""
 
-MAX_EMAIL_CHARS = 254
-"""An email address (RFC 5321's limit on a forward path; a varchar(254) column)."""
+EMAIL_MAX = 255
+"""An email address (``VARCHAR(255)``)."""
