@@ -2,7 +2,7 @@
 
 A roster comes from a pull request anyone may open, and the check runs unattended in CI; these bound the
 time and memory one check can take (docs/reliability.md has the measured worst cases) and are far above
-any real roster: the 10,000-freelancer benchmark roster is 2.3 MB, 172,000 nodes, 8 levels deep, with no
+any real roster: the 10,000-freelancer benchmark roster is 2.3 MB, 172,000 nodes, 7 levels deep, with no
 alias. The name and email lengths are those of the platform database's columns, so a roster that passes
 the check fits them. Breaking a limit is a roster error with a file, line and column (docs/roster.md#limits).
 """
