@@ -63,6 +63,10 @@ unit: venv ## unit and policy tests under mocks: no engine, no cluster
 test: toolchain cluster-up ## [build+cluster] all tests: lint, unit (mocks), policy, integration (real engine, cluster, PostgreSQL)
 	@tools/test.sh
 
+.PHONY: soak
+soak: venv ## the long reliability runs (hours of fuzzing at SOAK_EXAMPLES=...; docs/reliability.md); make test samples them
+	@tools/soak.sh
+
 .PHONY: bench
 bench: toolchain cluster-up ## [build+cluster] the single-stack scale benchmark (ARGS="--quick" ...); rewrites bench/RESULTS.md
 	@$(PY) -m bench $(ARGS)

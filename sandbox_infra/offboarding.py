@@ -44,6 +44,10 @@ def volume_size(storage: object, volume: str, settings: StackSettings) -> Decima
         return None
 
 
+def _list(value: object) -> list[object]:
+    return value if isinstance(value, list) else []
+
+
 def _entries(data: object) -> tuple[dict[str, tuple[int, str | None]], dict[tuple[str, str], _Sandbox]]:
     """Client ids -> (index, stack group), and (freelancer id, client id) -> (freelancer index, sandbox
     index, state, storage), read leniently from raw roster data (the previous roster need not be valid today)."""
@@ -51,14 +55,14 @@ def _entries(data: object) -> tuple[dict[str, tuple[int, str | None]], dict[tupl
     sandboxes: dict[tuple[str, str], _Sandbox] = {}
     if not isinstance(data, dict):
         return clients, sandboxes
-    for i, client in enumerate(data.get("clients") or []):
+    for i, client in enumerate(_list(data.get("clients"))):
         if isinstance(client, dict) and "id" in client:
             stack = client.get("stack")
             clients[str(client["id"]).lower()] = (i, str(stack) if stack is not None else None)
-    for i, freelancer in enumerate(data.get("freelancers") or []):
+    for i, freelancer in enumerate(_list(data.get("freelancers"))):
         if not isinstance(freelancer, dict):
             continue
-        for j, sandbox in enumerate(freelancer.get("sandboxes") or []):
+        for j, sandbox in enumerate(_list(freelancer.get("sandboxes"))):
             if isinstance(sandbox, dict) and "client" in sandbox:
                 key = (str(freelancer.get("id")).lower(), str(sandbox["client"]).lower())
                 sandboxes[key] = (i, j, str(sandbox.get("state", "active")), sandbox.get("storage"))

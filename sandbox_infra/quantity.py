@@ -30,6 +30,12 @@ _QUANTITY = re.compile(
 )
 
 
+# The API server's range: "no quantity may represent a number greater than 2^63-1 in magnitude".
+_MAX_MAGNITUDE = Decimal(2**63 - 1)
+# Exponents beyond this overflow decimal arithmetic long before any quantity could be in range.
+_MAX_EXPONENT = 100
+
+
 class QuantityError(ValueError):
     """A value that is not a Kubernetes quantity."""
 
@@ -39,17 +45,23 @@ def parse_quantity(value: object) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise QuantityError(f"expected a Kubernetes quantity such as '4Gi' or '500m', got {value!r}")
     text = str(value).strip()
+    shown = repr(text) if len(text) <= 40 else f"{text[:40]!r}..."
     match = _QUANTITY.match(text)
     if not match:
-        raise QuantityError(f"'{text}' is not a Kubernetes quantity (examples: '500m', '2', '4Gi')")
+        raise QuantityError(f"{shown} is not a Kubernetes quantity (examples: '500m', '2', '4Gi')")
     number, exponent, suffix = match.groups()
     if exponent is not None and suffix:
-        raise QuantityError(f"'{text}' is not a Kubernetes quantity (an exponent cannot have a suffix)")
+        raise QuantityError(f"{shown} is not a Kubernetes quantity (an exponent cannot have a suffix)")
+    if exponent is not None and (len(exponent.lstrip("+-").lstrip("0")) > 3 or abs(int(exponent)) > _MAX_EXPONENT):
+        raise QuantityError(f"{shown} is not a Kubernetes quantity (exponent out of range)")
     try:
         base = Decimal(number) * (Decimal(10) ** int(exponent or 0))
     except InvalidOperation as exc:  # pragma: no cover - the regex already rules this out
-        raise QuantityError(f"'{text}' is not a Kubernetes quantity") from exc
-    return base * _SUFFIXES[suffix or ""]
+        raise QuantityError(f"{shown} is not a Kubernetes quantity") from exc
+    quantity = base * _SUFFIXES[suffix or ""]
+    if abs(quantity) > _MAX_MAGNITUDE:
+        raise QuantityError(f"{shown} is out of range for a Kubernetes quantity (at most 2^63-1)")
+    return quantity
 
 
 def format_cpu(cores: Decimal) -> str:

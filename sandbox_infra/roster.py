@@ -7,6 +7,7 @@ silently drop a freelancer. Only a roster without errors reaches the Pulumi prog
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
@@ -19,6 +20,7 @@ from pydantic_core import ErrorDetails
 
 from sandbox_infra import naming
 from sandbox_infra.images import DIGEST_EXAMPLE, TAG_WITH_OPTIONAL_DIGEST
+from sandbox_infra.limits import EMAIL_MAX, NAME_MAX
 from sandbox_infra.quantity import QuantityError, parse_quantity
 from sandbox_infra.settings import StackSettings
 from sandbox_infra.source import Diagnostic, InputError, PathKey, Positions, load_yaml
@@ -28,10 +30,6 @@ SCHEMA_URL = "roster.schema.json"
 _EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 # A stack group: part of a Pulumi stack name (<environment>-<group>); `client-` names the default groups.
 _STACK_GROUP = r"^[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?$"
-# The widths of the platform database's columns these values are stored in (sandbox_infra/migrations/):
-# a longer value is a roster error on its line, not a failed database write later.
-NAME_MAX = 255
-EMAIL_MAX = 255
 
 
 class SandboxState(StrEnum):
@@ -151,34 +149,39 @@ _TYPE_NAMES = {
 }
 
 
+# Values in messages: printable (control characters escaped) and short, whatever the roster holds.
+_SHOW = reprlib.Repr()
+_SHOW.maxlevel, _SHOW.maxdict, _SHOW.maxlist, _SHOW.maxstring, _SHOW.maxlong, _SHOW.maxother = 2, 3, 3, 60, 40, 60
+
+
 def _message(error: ErrorDetails, path: PathKey) -> str:
-    kind, value = error["type"], error.get("input")
+    kind, value = error["type"], _SHOW.repr(error.get("input"))
     field = str(path[-1]) if path else "roster"
     if kind == "missing":
         return "required key is missing"
     if kind == "extra_forbidden":
         model = _MODELS.get(tuple("*" if isinstance(p, int) else p for p in path[:-1]))
         expected = f" (expected one of {', '.join(model.model_fields)})" if model else ""
-        return f"unknown key '{field}'{expected}"
+        return f"unknown key {_SHOW.repr(field)}{expected}"
+    if kind == "string_too_long":
+        limit = error.get("ctx", {}).get("max_length")
+        return f"{len(str(error.get('input')))} characters, more than the {limit} the platform database's column holds"
     if kind == "enum":
         choices = ", ".join(e.value for e in (Tier if field == "tier" else SandboxState))
-        return f"unknown {field} {value!r} (expected one of {choices})"
+        return f"unknown {field} {value} (expected one of {choices})"
     if kind == "literal_error":
-        return f"unsupported {field} {value!r} (expected 1)"
+        return f"unsupported {field} {value} (expected 1)"
     if kind in ("uuid_parsing", "uuid_type") or (kind == "string_type" and field in ("id", "client")):
-        return f"malformed UUID {value!r} (expected e.g. 0b0e5a4e-2f7d-4a53-9d0e-6f1c2b7a9c11)"
+        return f"malformed UUID {value} (expected e.g. 0b0e5a4e-2f7d-4a53-9d0e-6f1c2b7a9c11)"
     if kind == "string_pattern_mismatch":
         what = {
             "email": "an email address",
             "image": f"an image tag, optionally pinned by digest (TAG or TAG{DIGEST_EXAMPLE}; no registry)",
             "stack": "a stack group (lowercase letters, digits and '-', at most 40 characters)",
         }.get(field, "a valid value")
-        return f"{value!r} is not {what}"
-    if kind == "string_too_long":
-        limit = error.get("ctx", {}).get("max_length")
-        return f"{len(str(value))} characters, more than the {limit} the platform database's column holds"
+        return f"{value} is not {what}"
     if kind in _TYPE_NAMES:
-        return f"expected {_TYPE_NAMES[kind]}, got {type(value).__name__} {value!r}"
+        return f"expected {_TYPE_NAMES[kind]}, got {type(error.get('input')).__name__} {value}"
     return str(error["msg"])
 
 
@@ -237,7 +240,9 @@ def _parse(data: object, positions: Positions) -> tuple[_Parsed | None, list[Dia
             Freelancer, {**item, "sandboxes": []} if isinstance(item, dict) else item, ("freelancers", i)
         )
         if not isinstance(sandboxes, list):
-            continue  # reported by the Freelancer model
+            kind = type(sandboxes).__name__
+            errors.append(positions.diagnostic(("freelancers", i, "sandboxes"), f"expected a list, got {kind}"))
+            continue
         kept: list[tuple[int, SandboxEntry]] = []
         for j, raw in enumerate(sandboxes):
             sandbox = parse(SandboxEntry, raw, ("freelancers", i, "sandboxes", j))

@@ -22,6 +22,7 @@ import pytest
 import yaml
 
 from sandbox_infra.database_plan import API, MIGRATOR, OPERATOR, READONLY, SERVICES, DatabaseRoles, Records
+from sandbox_infra.limits import EMAIL_MAX, NAME_MAX
 from sandbox_infra.plan import build_plan
 from sandbox_infra.postgres import (
     DatabaseError,
@@ -34,7 +35,7 @@ from sandbox_infra.postgres import (
     read_records,
     write_records,
 )
-from sandbox_infra.roster import EMAIL_MAX, NAME_MAX, validate
+from sandbox_infra.roster import validate
 from sandbox_infra.settings import StackSettings
 from sandbox_infra.source import Positions
 from sandbox_infra.tiers import Tier

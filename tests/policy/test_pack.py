@@ -268,6 +268,7 @@ def test_the_pack_depends_on_the_programs_pure_modules_only() -> None:
         "sandbox_infra",
         "sandbox_infra.charts",
         "sandbox_infra.images",
+        "sandbox_infra.limits",
         "sandbox_infra.naming",
         "sandbox_infra.quantity",
         "sandbox_infra.settings",

@@ -30,6 +30,7 @@ ELSEWHERE = (
     "make unit",
     "make bench",
     "make bench-stacks",
+    "make soak",  # hours; its tests run as a fast sample in this suite
     "make preview",
     "make report",  # the pull request steps need a base revision (tests/unit/test_workflows.py runs them)
     "make pr-comment",
