@@ -4,7 +4,7 @@ Everything here is plain data computed from the stack settings (no Pulumi), so t
 and the policy pack read the same facts. ``releases.py`` declares each :class:`ReleasePlan` as a
 pulumi-kubernetes ``helm.v4.Chart``; nothing else in the program names a chart or a version.
 
-Versions are the releases whose CRDs the local cluster installs from ``../shared/crds`` (see its README):
+Versions are the releases whose CRDs the local cluster installs from ``tools/cluster/crds`` (see its README):
 Istio 1.30.3 and kube-prometheus-stack 88.5.3 (prometheus-operator v0.93.1). Bumping a version: change it
 here, update ``docs/services.md``, and render the chart once against a staging stack (no chart repository
 can be reached from the machines this repository is tested on, so values are reviewed, not rendered, here).

@@ -16,8 +16,8 @@
 # per component. Nodes: SANDBOX_INFRA_NODES (default 3) simulated nodes, the last with nvidia.com/gpu.
 # Volumes: tools/cluster/provisioner.py creates a Retain PV for each pending claim of the StorageClasses in
 # tools/cluster/storageclasses.yaml. NetworkPolicy objects are accepted but not enforced (no CNI).
-# CRDs: the exact upstream CRD files of the pinned Istio and prometheus-operator releases, from the shared
-# data directory beside the repository (../shared/crds; SANDBOX_INFRA_CRDS_DIR overrides), so the program's
+# CRDs: the exact upstream CRD files of the pinned Istio and prometheus-operator releases, kept unmodified
+# with their sources and license in tools/cluster/crds/ (SANDBOX_INFRA_CRDS_DIR overrides), so the program's
 # VirtualServices, Gateways, PrometheusRules... are validated and stored by the real API server (the Helm
 # charts that install them in a real cluster cannot be fetched here).
 #
@@ -282,27 +282,15 @@ reclaim_node_leases() {
   die "the kwok controller did not take over nodes ${stale[*]} within 60s (log: $KWOK_CLUSTER_DIR/logs/kwok-controller.log)"
 }
 
-# crds_dir: the shared CRD directory, resolved at run time: SANDBOX_INFRA_CRDS_DIR, else shared/crds beside the
-# repository, else beside the main checkout when this is a git worktree elsewhere.
+# crds_dir: the CRD directory: SANDBOX_INFRA_CRDS_DIR, else the copy kept in the repository.
 crds_dir() {
-  local candidates=() common
-  if [[ -n "${SANDBOX_INFRA_CRDS_DIR:-}" ]]; then
-    candidates=("$SANDBOX_INFRA_CRDS_DIR")  # an explicit choice is never second-guessed
-  else
-    candidates=("$REPO_DIR/../shared/crds")
-    if common="$(git -C "$REPO_DIR" rev-parse --path-format=absolute --git-common-dir 2>/dev/null)"; then
-      candidates+=("$(dirname "$common")/../shared/crds")
-    fi
+  local dir="${SANDBOX_INFRA_CRDS_DIR:-$REPO_DIR/tools/cluster/crds}"
+  if [[ -f "$dir/README.md" ]] && compgen -G "$dir/*/*.yaml" >/dev/null; then
+    (cd "$dir" && pwd)
+    return 0
   fi
-  local dir
-  for dir in "${candidates[@]}"; do
-    if [[ -f "$dir/README.md" ]] && compgen -G "$dir/*/*.yaml" >/dev/null; then
-      (cd "$dir" && pwd)
-      return 0
-    fi
-  done
-  die "no CRD directory: looked for shared/crds (README.md and */*.yaml) at: ${candidates[*]}
-  fix: put the shared data directory beside the repository, or set SANDBOX_INFRA_CRDS_DIR=<dir>"
+  die "no CRD files (README.md and */*.yaml) in $dir
+  fix: unset SANDBOX_INFRA_CRDS_DIR to use tools/cluster/crds, or point it at a directory laid out the same way"
 }
 
 # install_crds: server-side apply (the Istio file is larger than client-side apply's 256 KiB annotation), as

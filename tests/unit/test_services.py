@@ -115,7 +115,7 @@ def test_every_release_is_pinned_to_an_exact_version_from_an_allowed_repository(
         assert wire["chart"] == ref.chart and wire["version"] == ref.version
         assert re.fullmatch(r"\d+\.\d+\.\d+", wire["version"]), wire["version"]
         assert wire["repositoryOpts"] == {"repo": ref.repository} and ref.repository in ALLOWED_REPOSITORIES
-    # The versions whose CRDs the local cluster installs (../shared/crds/README.md).
+    # The versions whose CRDs the local cluster installs (tools/cluster/crds/README.md).
     assert {n: CHARTS[n].version for n in ("istio-base", "istiod", "istio-ingressgateway")} == dict.fromkeys(
         ("istio-base", "istiod", "istio-ingressgateway"), "1.30.3"
     )
