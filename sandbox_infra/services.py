@@ -47,11 +47,28 @@ def with_secrets(values: Any, secrets: Mapping[str, pulumi.Input[str]]) -> Any:
     return values
 
 
+SHARED_OBJECT_ANNOTATIONS = {"pulumi.com/patchForce": "true"}
+"""On the objects of the cluster-wide platform namespaces (``monitoring``, ``istio-system``...). Every
+environment on a cluster declares them, each platform stack with a field manager of its own: without
+force, the second environment's apply fails on the first one's fields (seen with the test environments
+beside dev on the local cluster); with it, the last apply wins. One environment per cluster stays the
+intended layout (docs/services.md)."""
+
+
 def declare_object(
-    name: str, plan: ObjectPlan, labels: dict[str, str], opts: pulumi.ResourceOptions
+    name: str,
+    plan: ObjectPlan,
+    labels: dict[str, str],
+    opts: pulumi.ResourceOptions,
+    annotations: dict[str, str] | None = None,
 ) -> k8s.apiextensions.CustomResource:
     """One custom object, its spec sent as written (the CRD's own camelCase fields)."""
-    metadata: k8s.meta.v1.ObjectMetaArgsDict = {"name": plan.name, "namespace": plan.namespace, "labels": labels}
+    metadata: k8s.meta.v1.ObjectMetaArgsDict = {
+        "name": plan.name,
+        "namespace": plan.namespace,
+        "labels": labels,
+        **({"annotations": annotations} if annotations else {}),
+    }
     return k8s.apiextensions.CustomResource(
         f"{name}-{plan.logical_name}",
         api_version=plan.api_version,
@@ -142,7 +159,12 @@ class PlatformNamespace(pulumi.ComponentResource):
                 "egress": [{"to": [_peer(p) for p in a.peers], "ports": _ports(a)} for a in plan.egress],
             }
         for policy, spec in policies.items():
-            metadata: k8s.meta.v1.ObjectMetaArgsDict = {"name": policy, "namespace": plan.name, "labels": labels}
+            metadata: k8s.meta.v1.ObjectMetaArgsDict = {
+                "name": policy,
+                "namespace": plan.name,
+                "labels": labels,
+                "annotations": SHARED_OBJECT_ANNOTATIONS,
+            }
             k8s.networking.v1.NetworkPolicy(f"{name}-{policy}", metadata=metadata, spec=spec, opts=in_ns)
         self.namespace = ns.metadata.name
         self.register_outputs({"namespace": self.namespace})
@@ -182,12 +204,13 @@ class PlatformService(pulumi.ComponentResource):
             previous = [*namespaces, chart]
         after = pulumi.ResourceOptions(parent=self, depends_on=previous)
         for obj in plan.objects:
-            declare_object(name, obj, labels, after)
+            declare_object(name, obj, labels, after, SHARED_OBJECT_ANNOTATIONS)
         for dashboard in plan.dashboards:
             metadata: k8s.meta.v1.ObjectMetaArgsDict = {
                 "name": dashboard.name,
                 "namespace": dashboard.namespace,
                 "labels": {**labels, **DASHBOARD_LABEL},
+                "annotations": SHARED_OBJECT_ANNOTATIONS,
             }
             k8s.core.v1.ConfigMap(
                 f"{name}-dashboard-{dashboard.name}",

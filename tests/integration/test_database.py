@@ -588,6 +588,8 @@ def environment(tmp_path: Path) -> Iterator[Environment]:
             "databaseName": db.name,
             "databaseSslMode": "disable",
             "databaseRoles": "existing",
+            # No chart repository is reachable here: the Helm releases are off, as in the dev environment.
+            "releases": "[]",
         }
         for key, value in settings.items():
             environment.pulumi("config", "set", f"sandbox-infra:{key}", value)
