@@ -65,6 +65,16 @@ def kubectl_json(*args: str) -> Any:
     return json.loads(run(["kubectl", *args, "-o", "json"]).stdout)
 
 
+def delete_client_namespaces(clients: Sequence[str]) -> None:
+    """Delete the namespaces ``client-<id>`` a test created, and the volumes their claims left (Retain)."""
+    namespaces = {f"client-{client}" for client in clients}
+    for namespace in sorted(namespaces):
+        run(["kubectl", "delete", "namespace", namespace, "--wait=false", "--ignore-not-found"], check=False)
+    for pv in kubectl_json("get", "pv")["items"]:
+        if pv["spec"].get("claimRef", {}).get("namespace") in namespaces:
+            run(["kubectl", "delete", "pv", pv["metadata"]["name"], "--wait=false", "--ignore-not-found"], check=False)
+
+
 def copy_project(dest: Path) -> Path:
     """A copy of the Pulumi project (same project name, so it addresses the same stacks)."""
     dest.mkdir(parents=True, exist_ok=True)

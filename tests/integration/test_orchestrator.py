@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.integration.engine import copy_project, kubectl_json, require_tools, run
+from tests.integration.engine import copy_project, delete_client_namespaces, kubectl_json, require_tools, run
 
 pytestmark = pytest.mark.integration
 
@@ -84,15 +84,7 @@ def _environment(tmp_path: Path, name: str, extra_config: dict[str, str] | None 
 
 
 def _cleanup(environment: Environment) -> None:
-    for client in environment.clients:
-        namespace = f"client-{client}"
-        run(["kubectl", "delete", "namespace", namespace, "--wait=false", "--ignore-not-found"], check=False)
-        for pv in kubectl_json("get", "pv")["items"]:
-            if pv["spec"].get("claimRef", {}).get("namespace") == namespace:
-                run(
-                    ["kubectl", "delete", "pv", pv["metadata"]["name"], "--wait=false", "--ignore-not-found"],
-                    check=False,
-                )
+    delete_client_namespaces(environment.clients)
 
 
 @pytest.fixture

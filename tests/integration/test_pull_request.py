@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.integration.engine import REPO, copy_project, kubectl_json, require_tools, run
+from tests.integration.engine import REPO, copy_project, delete_client_namespaces, kubectl_json, require_tools, run
 
 pytestmark = pytest.mark.integration
 
@@ -106,15 +106,7 @@ def repo(tmp_path: Path) -> Iterator[Repo]:
     try:
         yield repo
     finally:
-        for client in repo.clients:
-            namespace = f"client-{client}"
-            run(["kubectl", "delete", "namespace", namespace, "--wait=false", "--ignore-not-found"], check=False)
-            for pv in kubectl_json("get", "pv")["items"]:
-                if pv["spec"].get("claimRef", {}).get("namespace") == namespace:
-                    run(
-                        ["kubectl", "delete", "pv", pv["metadata"]["name"], "--wait=false", "--ignore-not-found"],
-                        check=False,
-                    )
+        delete_client_namespaces(repo.clients)
 
 
 def test_pull_request_then_merge_then_drift(repo: Repo) -> None:
