@@ -191,8 +191,39 @@ start_kube() {
   fix: stop that process, or recreate the cluster on new ports (loses cluster contents): tools/cluster.sh delete && make cluster-up"
     fi
   done < <(kwok_ports)
-  kwokctl start cluster --timeout 180s || die "kwokctl could not start the cluster (logs: $KWOK_CLUSTER_DIR/logs/)
+  # kube-apiserver gives up after 20s when etcd is not serving yet, and an etcd with a long history (hundreds of
+  # MB of WAL after many test runs) can take longer than that to replay it. kwokctl starts only what is missing,
+  # so once etcd answers its health check a second start brings up what gave up.
+  local attempt missing
+  for attempt in 1 2 3; do
+    kwokctl start cluster --timeout 180s || die "kwokctl could not start the cluster (logs: $KWOK_CLUSTER_DIR/logs/)
   fix: read the logs, then retry make cluster-up; if etcd data is damaged: tools/cluster.sh delete && make cluster-up"
+    missing="$(kube_missing)"
+    [[ -n "$missing" && -n "$(kwok_pid etcd)" ]] || return 0
+    ((attempt < 3)) || return 0
+    warn "not running after start: $missing; waiting for etcd to serve, then starting again (attempt $((attempt + 1)) of 3)"
+    wait_etcd_healthy
+  done
+}
+
+# kube_missing: the kwokctl-managed components not running, space-separated.
+kube_missing() {
+  local c missing=()
+  for c in "${KWOK_COMPONENTS[@]}"; do [[ -n "$(kwok_pid "$c")" ]] || missing+=("$c"); done
+  printf '%s\n' "${missing[*]}"
+}
+
+# wait_etcd_healthy: waits up to 5 minutes for etcd's /health (it replays its WAL before it serves).
+wait_etcd_healthy() {
+  local port i
+  port="$(kwok_ports | awk '$1 == "etcdPort" {print $2}')"
+  [[ -n "$port" ]] || return 0
+  for ((i = 0; i < 300; i++)); do
+    curl -fsS --max-time 2 "http://127.0.0.1:$port/health" 2>/dev/null | grep -q '"health":"true"' && return 0
+    [[ -n "$(kwok_pid etcd)" ]] || return 0
+    sleep 1
+  done
+  warn "etcd did not report healthy within 5 minutes (log: $KWOK_CLUSTER_DIR/logs/etcd.log)"
 }
 
 wait_kube_ready() {
@@ -449,9 +480,8 @@ cmd_up() {
     step "creating control plane (kwokctl, binary runtime, port $KUBE_PORT)" create_kube
   fi
   # kwokctl starts what is missing; anything still down now (e.g. a crashed component) is an error.
-  local c missing=()
-  for c in "${KWOK_COMPONENTS[@]}"; do [[ -n "$(kwok_pid "$c")" ]] || missing+=("$c"); done
-  ((${#missing[@]} == 0)) || die "not running after start: ${missing[*]} (logs: $KWOK_CLUSTER_DIR/logs/)
+  local missing; missing="$(kube_missing)"
+  [[ -z "$missing" ]] || die "not running after start: $missing (logs: $KWOK_CLUSTER_DIR/logs/)
   fix: read the logs; tools/cluster.sh down && make cluster-up, or start over: tools/cluster.sh delete && make cluster-up"
   [[ -f "$KWOK_CLUSTER_DIR/kubeconfig.yaml" ]] || die "kwokctl wrote no kubeconfig; fix: tools/cluster.sh delete && make cluster-up"
   write_kubeconfig
