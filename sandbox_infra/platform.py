@@ -149,9 +149,14 @@ class Platform(pulumi.ComponentResource):
                 "name": args.plan.namespace,
                 **pod_security_labels("restricted", args.plan.pod_security_version),
             },
+            "annotations": naming.object_annotations(force=False),
         }
         ns = k8s.core.v1.Namespace(f"{name}-namespace", metadata=ns_metadata, opts=child)
-        crd_metadata: k8s.meta.v1.ObjectMetaArgsDict = {"name": f"{PLURAL}.{GROUP}", "labels": labels}
+        crd_metadata: k8s.meta.v1.ObjectMetaArgsDict = {
+            "name": f"{PLURAL}.{GROUP}",
+            "labels": labels,
+            "annotations": naming.object_annotations(force=True),
+        }
         crd = k8s.apiextensions.v1.CustomResourceDefinition(
             f"{name}-sandbox-crd",
             metadata=crd_metadata,

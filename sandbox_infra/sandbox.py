@@ -52,9 +52,17 @@ def _restricted_container_security() -> k8s.core.v1.SecurityContextArgsDict:
     }
 
 
-def _metadata(name: str, namespace: pulumi.Input[str], labels: dict[str, str]) -> k8s.meta.v1.ObjectMetaArgsDict:
-    """Metadata of one of the sandbox's objects in the client's namespace."""
-    return {"name": name, "namespace": namespace, "labels": labels}
+def _metadata(
+    name: str, namespace: pulumi.Input[str], labels: dict[str, str], *, force: bool = True
+) -> k8s.meta.v1.ObjectMetaArgsDict:
+    """Metadata of one of the sandbox's objects in the client's namespace (``force``: see
+    :func:`naming.object_annotations`; volumes are not forced)."""
+    return {
+        "name": name,
+        "namespace": namespace,
+        "labels": labels,
+        "annotations": naming.object_annotations(force=force),
+    }
 
 
 def _volume_mounts(*, scratch: bool) -> list[k8s.core.v1.VolumeMountArgsDict]:
@@ -182,7 +190,7 @@ class FreelancerSandbox(pulumi.ComponentResource):
             }
             volumes[volume] = k8s.core.v1.PersistentVolumeClaim(
                 f"{name}-{volume}",
-                metadata=_metadata(spec.name, args.namespace, {**labels, naming.VOLUME_LABEL: volume}),
+                metadata=_metadata(spec.name, args.namespace, {**labels, naming.VOLUME_LABEL: volume}, force=False),
                 spec=claim,
                 opts=keep,
             )

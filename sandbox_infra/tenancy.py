@@ -34,8 +34,14 @@ class ClientTenantArgs:
 
 
 def _metadata(name: str, namespace: str, labels: dict[str, str]) -> k8s.meta.v1.ObjectMetaArgsDict:
-    """Metadata of one object in the client's namespace, labelled as part of its tenancy."""
-    return {"name": name, "namespace": namespace, "labels": labels}
+    """Metadata of one object in the client's namespace, labelled as part of its tenancy (the platform owns
+    it outright: a hand edit is drift that the next refreshing update takes back)."""
+    return {
+        "name": name,
+        "namespace": namespace,
+        "labels": labels,
+        "annotations": naming.object_annotations(force=True),
+    }
 
 
 class ClientTenant(pulumi.ComponentResource):
@@ -53,7 +59,7 @@ class ClientTenant(pulumi.ComponentResource):
         ns_metadata: k8s.meta.v1.ObjectMetaArgsDict = {
             "name": namespace,
             "labels": {**labels, **pod_security_labels("restricted", plan.pod_security_version)},
-            "annotations": {"platform.com/client-name": plan.client_name},
+            "annotations": {"platform.com/client-name": plan.client_name, **naming.object_annotations(force=False)},
         }
         ns = k8s.core.v1.Namespace(
             f"{name}-namespace",

@@ -89,6 +89,20 @@ def test_client_namespaces_are_protected(example: Recorder) -> None:
     assert all(ns.opts.protect and ns.opts.retain_on_delete for ns in namespaces)
 
 
+def test_every_object_has_one_field_manager_and_only_namespaces_and_volumes_are_not_forced(example: Recorder) -> None:
+    """A fixed field manager keeps an interrupted create from leaving fields owned by a name the state
+    never recorded; force lets a refreshing update take back what a person changed by hand."""
+    kinds: dict[bool, set[str]] = {True: set(), False: set()}
+    objects = [(typ, wire) for (typ, _), wire in example.wire.items() if typ.startswith("kubernetes:")]
+    assert len(objects) > 70
+    for typ, wire in objects:
+        annotations = wire["metadata"]["annotations"]
+        assert annotations["pulumi.com/patchFieldManager"] == "sandbox-infra", typ
+        kinds[annotations.get("pulumi.com/patchForce") == "true"].add(typ.split(":")[-1])
+    assert kinds[False] == {"Namespace", "PersistentVolumeClaim"}
+    assert {"StatefulSet", "ResourceQuota", "NetworkPolicy", "Secret", "Sandbox"} <= kinds[True]
+
+
 def _statefulsets(example: Recorder) -> dict[str, dict[str, Any]]:
     """Each StatefulSet's spec as Kubernetes will see it: the wire form, camelCase whatever the program's keys."""
     return {wire["metadata"]["name"]: wire["spec"] for (typ, _), wire in example.wire.items() if typ == STS}
