@@ -24,8 +24,10 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, TextIO
 
+import yaml
 from pulumi import automation as auto
 
 from sandbox_infra.adoption import SANDBOX_TYPE, TENANT_TYPE, planned_moves
@@ -41,6 +43,7 @@ from sandbox_infra.recovery import (
     plan_repair,
     refused_message,
     remove_lock,
+    stack_locks,
     stale_reason,
     torn_sidecars,
 )
@@ -174,7 +177,9 @@ class Orchestrator:
         self.repaired: list[str] = []
         """Backend files this run repaired (a killed write's torn sidecars)."""
         self._env = {**ENGINE_ENV, **{k: v for k, v in environ.items() if k.startswith("PULUMI_K8S_")}}
-        self._repair_backend(environ.get("PULUMI_BACKEND_URL"))
+        self._backend_dir = backend_directory(environ.get("PULUMI_BACKEND_URL"))
+        self._project = _project_name(environment.project_dir)
+        self._repair_backend()
         # Client stacks are created with the environment's secrets provider (absent: the passphrase), whose
         # key their copied ciphertexts need.
         provider = environment.document.get("secretsprovider")
@@ -191,10 +196,9 @@ class Orchestrator:
                 f"{os.environ.get('PULUMI_BACKEND_URL', '(pulumi login)')} reachable?): {str(exc).strip()[-500:]}"
             ) from exc
 
-    def _repair_backend(self, url: str | None) -> None:
+    def _repair_backend(self) -> None:
         """Remove what a killed write left torn in a file backend, before anything reads it."""
-        directory = backend_directory(url)
-        for path in torn_sidecars(directory) if directory else []:
+        for path in torn_sidecars(self._backend_dir) if self._backend_dir else []:
             path.unlink(missing_ok=True)
             self.repaired.append(str(path))
             self._say(f"removed {path.name}, left empty by an interrupted write (its state file is complete)")
@@ -372,7 +376,7 @@ class Orchestrator:
                 continue
             break
         run.policy_violations = list(dict.fromkeys(violations))
-        run.changed = list(dict.fromkeys(changed))
+        run.changed = sorted(set(changed))
         run.seconds = round(time.monotonic() - started, 1)
         self._say(f"{run.stack}: {operation} {run.status} in {run.seconds:.1f}s: {format_changes(run.changes)}")
         if run.status == "failed":
@@ -396,12 +400,17 @@ class Orchestrator:
         return True
 
     def _recover(self, run: StackRun) -> None:
-        """Resolve the pending operations an interrupted update left in the stack's state, before the next
-        update or refresh (see :mod:`sandbox_infra.recovery`)."""
+        """Before an update or refresh: release the stack's stale locks and resolve the pending operations
+        an interrupted update left in its state (see :mod:`sandbox_infra.recovery`). Refuses, naming the
+        stack, while another run holds it."""
+        self._check_locks(run)
         exported = json.loads(self._pulumi(["stack", "export", "--stack", run.stack]))
         repair = plan_repair(exported)
         if repair is None:
             return
+        # The pending operations may be a running update's (one that started after the first check): its
+        # lock says so. Importing a state takes the lock, so an update starting from here on refuses it.
+        self._check_locks(run)
         with tempfile.TemporaryDirectory(prefix="sandbox-infra-state-") as scratch:
             # The state as exported: its secrets stay ciphertext.
             path = os.path.join(scratch, "state.json")
@@ -414,6 +423,16 @@ class Orchestrator:
         note = f"an earlier update was interrupted: {repair.describe()}"
         run.recovered.append(note)
         self._say(f"{run.stack}: {note}")
+
+    def _check_locks(self, run: StackRun) -> None:
+        """File backends: remove the stack's provably stale locks; refuse while a live one holds it. (Other
+        backends: the engine refuses a locked stack itself, and the error is handled in _run_one.)"""
+        if self._backend_dir is None:
+            return
+        locks = stack_locks(self._backend_dir, self._project, run.stack)
+        if locks and not self._release_stale_locks(run, locks):
+            reasons = {lock: reason for lock in locks if (reason := stale_reason(lock))}
+            raise OrchestratorError(refused_message(run.stack, locks, reasons))
 
     def _operation(
         self,
@@ -446,6 +465,16 @@ class Orchestrator:
             detail = ", ".join(f"{r.stack} ({r.steps} steps)" for r in running[:4])
             more = f" and {len(running) - 4} more" if len(running) > 4 else ""
             self._say(f"{time.monotonic() - started:.0f}s: {done}/{len(runs)} stacks done; running {detail}{more}")
+
+
+def _project_name(project_dir: Path) -> str:
+    """The Pulumi project's name (its stacks' locks are filed under it)."""
+    try:
+        document = yaml.safe_load((project_dir / "Pulumi.yaml").read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return "*"
+    name = document.get("name") if isinstance(document, dict) else None
+    return str(name) if name else "*"
 
 
 def format_changes(changes: Mapping[str, int]) -> str:

@@ -29,6 +29,7 @@ A Pulumi update killed with SIGKILL (or by the out-of-memory killer, or a machin
 from __future__ import annotations
 
 import copy
+import json
 import os
 import re
 import socket
@@ -111,6 +112,22 @@ def stale_reason(
     if start > lock.since + _PID_REUSE_MARGIN:
         return f"pid {lock.pid} on {lock.host} is a later process (started {start:%H:%M:%S}) than the lock's"
     return None
+
+
+def stack_locks(directory: Path, project: str, stack: str) -> list[Lock]:
+    """The locks a file backend in ``directory`` holds on ``stack`` (each a JSON file the engine writes when
+    it starts an update and deletes when it ends); an unreadable lock file is listed as held by nobody
+    known, so it is never taken for stale."""
+    locks = []
+    for path in sorted((directory / ".pulumi" / "locks").glob(f"*/{project}/{stack}/*.json")):
+        try:
+            data = json.loads(path.read_text())
+            since = datetime.fromisoformat(str(data["timestamp"]).replace("Z", "+00:00"))
+            lock = Lock(path.as_uri(), str(data["username"]), str(data["hostname"]), int(data["pid"]), since)
+        except (OSError, ValueError, KeyError, TypeError):
+            lock = Lock(path.as_uri(), "?", "?", 0, datetime.now(UTC))
+        locks.append(lock)
+    return locks
 
 
 def lock_file(lock: Lock) -> Path | None:

@@ -21,6 +21,7 @@ from sandbox_infra.recovery import (
     process_start,
     refused_message,
     remove_lock,
+    stack_locks,
     stale_reason,
     torn_sidecars,
 )
@@ -160,3 +161,22 @@ def test_pending_operations_are_resolved_each_by_its_kind() -> None:
 def test_a_state_without_pending_operations_needs_no_repair() -> None:
     assert plan_repair({"version": 3, "deployment": {"resources": []}}) is None
     assert plan_repair({"version": 3, "deployment": {"resources": [], "pending_operations": None}}) is None
+
+
+def test_a_file_backends_locks_are_read_from_its_lock_files(tmp_path: Path) -> None:
+    directory = tmp_path / ".pulumi" / "locks" / "organization" / "sandbox-infra" / STACK
+    directory.mkdir(parents=True)
+    held = directory / "32f8c88f.json"
+    held.write_text('{"pid":11911,"username":"root","hostname":"vm","timestamp":"2026-12-02T02:59:55.464919915Z"}')
+    (directory / "32f8c88f.json.attrs").write_text("{}")
+    other = tmp_path / ".pulumi" / "locks" / "organization" / "sandbox-infra" / "another-stack"
+    other.mkdir()
+    (other / "x.json").write_text('{"pid":1,"username":"root","hostname":"vm","timestamp":"2026-12-02T02:59:55Z"}')
+    locks = stack_locks(tmp_path, "sandbox-infra", STACK)
+    assert [(lock.pid, lock.host, lock_file(lock)) for lock in locks] == [(11911, "vm", held)]
+    assert locks[0].since.replace(microsecond=0) == SINCE
+    # A lock file the engine is still writing (or any unreadable one) is held by nobody known: never stale.
+    held.write_text("")
+    (unreadable,) = stack_locks(tmp_path, "sandbox-infra", STACK)
+    assert stale_reason(unreadable, hostname="vm", started=lambda pid: None) is None
+    assert stack_locks(tmp_path, "sandbox-infra", "no-such-stack") == []
