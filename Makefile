@@ -7,6 +7,7 @@ PYTHON_VENV := .venv
 PY := $(PYTHON_VENV)/bin/python
 ENVIRONMENT ?= dev
 ROSTER ?= roster.yaml
+KILLS ?= 20
 
 .PHONY: help
 help: ## list the targets ([build]: needs the long Go build, cached; [cluster]: starts the local cluster)
@@ -67,3 +68,11 @@ bench: toolchain cluster-up ## [build+cluster] the single-stack scale benchmark 
 .PHONY: bench-stacks
 bench-stacks: toolchain cluster-up ## [build+cluster] the split layout at scale (ARGS="--quick" ...); rewrites bench/STACKS.md
 	@$(PY) -m bench.stacks $(ARGS)
+
+.PHONY: soak-crash
+soak-crash: toolchain cluster-up ## [build+cluster] kill `up` at random points KILLS times (default 20); each next up must converge (ARGS="--seed N")
+	@eval "$$(tools/env.sh)" && $(PY) -m tests.integration.crash --kills $(KILLS) $(ARGS)
+
+.PHONY: soak-load
+soak-load: toolchain cluster-up ## [build+cluster] a fresh up of 1,000 freelancers, no rerun by hand (ARGS="--freelancers N")
+	@$(PY) -m tests.integration.load $(ARGS)

@@ -16,7 +16,7 @@ from sandbox_infra.plan import ALL_SLICES, PLATFORM_SLICE, build_plan
 from sandbox_infra.quantity import parse_quantity
 from sandbox_infra.roster import load_roster
 from sandbox_infra.settings import StackSettings
-from sandbox_infra.tiers import TIERS, Tier, split_budget
+from sandbox_infra.tiers import TIERS, Resources, Tier, split_budget
 from tests.unit.mocks import Recorder, is_secret, resolve, run_example, run_program
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "example-roster-urns.txt"
@@ -151,24 +151,33 @@ def test_pods_pass_restricted(example: Recorder) -> None:
             assert ":" in c["image"] and not c["image"].endswith(":latest")
 
 
-def test_quota_is_the_sum_of_tier_budgets(example_roster: Path) -> None:
+def test_quota_is_the_sum_of_tier_budgets_plus_the_largest_as_headroom(example_roster: Path) -> None:
     roster = load_roster(example_roster, SETTINGS)
     quotas = {t.client_id: t.quota for t in build_plan(roster, SETTINGS).tenants()}
-    acme = quotas[roster.clients[0].id].hard()
-    # standard + premium with GPU + basic (suspended keeps its reservation)
-    assert acme == {
-        "requests.cpu": "7",
-        "requests.memory": "14Gi",
-        "limits.cpu": "14",
-        "limits.memory": "28Gi",
-        "requests.nvidia.com/gpu": "1",
+    acme = quotas[roster.clients[0].id]
+    # standard (2/4Gi, 4/8Gi) + premium with GPU (4/8Gi, 8/16Gi) + basic (1/2Gi, 2/4Gi; suspended keeps its
+    # reservation), and the premium budget again as headroom; volumes exactly
+    assert acme.compute.requests_cpu == 7 and acme.headroom.requests_cpu == 4
+    assert acme.hard() == {
+        "requests.cpu": "11",
+        "requests.memory": "22Gi",
+        "limits.cpu": "22",
+        "limits.memory": "44Gi",
+        "requests.nvidia.com/gpu": "2",
         "persistentvolumeclaims": "10",
         "requests.storage": "240Gi",
     }
-    initech = quotas[roster.clients[2].id].hard()
-    # premium + basic; the archived standard sandbox keeps only its volumes
-    assert initech["requests.cpu"] == "5" and initech["limits.memory"] == "20Gi"
-    assert initech["persistentvolumeclaims"] == "10" and initech["requests.storage"] == "150Gi"
+    initech = quotas[roster.clients[2].id]
+    # premium + basic; the archived standard sandbox keeps only its volumes, and adds no headroom
+    assert initech.compute.requests_cpu == 5 and initech.compute.limits_memory == 20 * 2**30
+    assert initech.hard()["requests.cpu"] == "9" and initech.hard()["limits.memory"] == "36Gi"
+    assert initech.hard()["persistentvolumeclaims"] == "10" and initech.hard()["requests.storage"] == "150Gi"
+
+
+def test_headroom_is_the_largest_budget_resource_by_resource() -> None:
+    big_cpu = Resources(Decimal(4), Decimal(2**30), Decimal(8), Decimal(2**31))
+    big_memory = Resources(Decimal(1), Decimal(2**34), Decimal(2), Decimal(2**35), gpu=1)
+    assert big_cpu.largest(big_memory) == Resources(Decimal(4), Decimal(2**34), Decimal(8), Decimal(2**35), gpu=1)
 
 
 @pytest.mark.parametrize("tier", [Tier.BASIC, Tier.STANDARD, Tier.PREMIUM])
