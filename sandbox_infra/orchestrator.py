@@ -9,7 +9,9 @@ roster is never run (it would delete their namespaces); it is listed for a perso
 
 The engine runs with the settings the benchmark showed matter: per-step checkpoints off for previews
 (they write no state), the kubernetes provider's client rate limit raised, and the ResourceQuota update
-race of the API server (kubernetes/kubernetes#67761) retried.
+race of the API server (kubernetes/kubernetes#67761) retried. Before it updates or refreshes a stack, it
+resolves what an interrupted earlier update left (:mod:`sandbox_infra.recovery`), and refuses, naming the
+stack, while another run is updating it.
 """
 
 from __future__ import annotations
@@ -174,8 +176,6 @@ class Orchestrator:
         self.out = out
         self.progress_every = progress_every
         self._lock = threading.Lock()
-        self.repaired: list[str] = []
-        """Backend files this run repaired (a killed write's torn sidecars)."""
         self._env = {**ENGINE_ENV, **{k: v for k, v in environ.items() if k.startswith("PULUMI_K8S_")}}
         self._backend_dir = backend_directory(environ.get("PULUMI_BACKEND_URL"))
         self._project = _project_name(environment.project_dir)
@@ -200,7 +200,6 @@ class Orchestrator:
         """Remove what a killed write left torn in a file backend, before anything reads it."""
         for path in torn_sidecars(self._backend_dir) if self._backend_dir else []:
             path.unlink(missing_ok=True)
-            self.repaired.append(str(path))
             self._say(f"removed {path.name}, left empty by an interrupted write (its state file is complete)")
 
     def select(self, plan: Plan, touched: Touched, *, everything: bool) -> list[StackRun]:

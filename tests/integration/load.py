@@ -3,7 +3,7 @@ rerun by hand, every active sandbox's pod admitted and Ready.
 
 ``python -m tests.integration.load [--freelancers N]`` (``make soak-load``). It reuses the benchmark's
 project copy, roster generator and measurement (bench/stacks.py): an environment of its own in a
-temporary file backend, client ids ``be0c0c10...``, deleted at the end. Besides wall time and memory it
+temporary file backend, client ids ``be0c0c10...`` (``--variant``), deleted at the end. Besides wall time and memory it
 counts what the API server's quota over-count costs: pods refused "exceeded quota" while the update ran
 (docs/reliability.md, "Load").
 """
@@ -57,12 +57,19 @@ def ready_sandboxes(namespaces: set[str], env: dict[str, str]) -> tuple[int, lis
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.integration.load", description=__doc__.split("\n\n")[0])
     parser.add_argument("--freelancers", type=int, default=1000, help="roster size (default 1000)")
+    parser.add_argument("--clients", type=int, help="clients (default: one per 20 freelancers, one stack each)")
+    parser.add_argument(
+        "--variant",
+        type=lambda v: int(v, 0),
+        default=LOAD_VARIANT,
+        help="roster variant: other client ids (0x0c11 ...)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work directory and the namespaces")
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="sandbox-infra-load-"))
     results = Results()
     bench = Bench(work, results)
-    data = roster.generate(args.freelancers, variant=LOAD_VARIANT)
+    data = roster.generate(args.freelancers, variant=args.variant, clients=args.clients)
     active = sum(1 for f in data["freelancers"] for s in f["sandboxes"] if s.get("state", "active") == "active")
     name = f"load{args.freelancers}"
     started = time.monotonic()

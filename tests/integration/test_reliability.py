@@ -171,3 +171,54 @@ def test_drift_is_reported_then_restored_by_a_refreshing_up(environment: Environ
     assert restored["metadata"]["uid"] != secret_uid and restored["data"]["api_key"]
     code, report, _ = environment.sandbox("drift", check=False)
     assert code == 0 and report["drift"] == {}
+
+
+def _phantom_pod(namespace: str, requests: dict[str, str], limits: dict[str, str]) -> dict[str, object]:
+    """A pod charging the quota one sandbox's budget, as the API server's double charge of a retried create
+    does (it passes Pod Security `restricted`; no container really runs on the local cluster's nodes)."""
+    resources = {"requests": requests, "limits": limits}
+    security = {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "runAsNonRoot": True,
+        "runAsUser": 1000,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "phantom-charge", "namespace": namespace},
+        "spec": {
+            "containers": [{"name": "c", "image": "busybox:1.37", "resources": resources, "securityContext": security}]
+        },
+    }
+
+
+def test_a_pod_charged_twice_does_not_keep_the_next_sandbox_from_starting(environment: Environment) -> None:
+    """The quota's headroom absorbs one sandbox's worth of over-counted usage (docs/reliability.md, Load)."""
+    client = environment.roster.clients[0]
+    namespace = f"client-{client}"
+    for person in environment.roster.freelancers:
+        person["sandboxes"][0].update(tier="standard", state="active")
+    environment.write_roster()
+    environment.sandbox("up", "--only", f"client-{client}")
+    quota = kubectl_json("get", "resourcequota", "sandbox-quota", "-n", namespace)
+    # Fill the quota: the sandboxes' pods, plus a standard sandbox's budget charged a second time.
+    manifest = environment.work / "phantom.json"
+    standard = _phantom_pod(namespace, {"cpu": "2", "memory": "4Gi"}, {"cpu": "4", "memory": "8Gi"})
+    manifest.write_text(json.dumps(standard))
+    run(["kubectl", "apply", "-f", str(manifest)])
+    try:
+        used = kubectl_json("get", "resourcequota", "sandbox-quota", "-n", namespace)["status"]["used"]
+        for key in ("requests.cpu", "requests.memory", "limits.cpu", "limits.memory"):
+            assert used[key] == quota["spec"]["hard"][key], (key, used, quota["spec"]["hard"])
+        environment.roster.add(environment.rng)  # freelancer 4: client 0
+        environment.roster.freelancers[-1]["sandboxes"][0]["tier"] = "standard"
+        environment.write_roster()
+        environment.sandbox("up", "--only", f"client-{client}")
+        pods = kubectl_json("get", "pods", "-n", namespace, "-l", "app.kubernetes.io/name=sandbox")["items"]
+        assert len(pods) == 3 and all(p["status"]["phase"] == "Running" for p in pods), [
+            p["metadata"]["name"] for p in pods
+        ]
+    finally:
+        run(["kubectl", "delete", "pod", "phantom-charge", "-n", namespace, "--ignore-not-found", "--wait=false"])

@@ -29,10 +29,13 @@ ELSEWHERE = (
     "make unit",
     "make bench",
     "make bench-stacks",
+    "make soak-crash",
+    "make soak-load",
     "make preview",
     "python -m sandbox_infra preview",
     "python -m sandbox_infra up",
     "python -m sandbox_infra adopt",
+    "python -m sandbox_infra drift",
     "pip install",
     "pulumi ",
 )
