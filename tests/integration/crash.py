@@ -319,9 +319,18 @@ class Environment:
 
     # ---- one killed update -----------------------------------------------------------------------------
 
-    def killed_up(self, victim: str, *, at: float | None, at_pending_create: bool, log_path: Path) -> Round:
+    def killed_up(
+        self,
+        victim: str,
+        *,
+        at: float | None,
+        at_pending_create: bool,
+        log_path: Path,
+        at_created: tuple[str, list[str]] | None = None,
+    ) -> Round:
         """Start ``up --all`` and SIGKILL a ``victim`` process ``at`` seconds in (or, with
-        ``at_pending_create``, an engine the moment its checkpoint shows a create in flight)."""
+        ``at_pending_create``, an engine the moment its checkpoint shows a create in flight; with
+        ``at_created`` = (client, StatefulSet names), that client's engine once one of them exists)."""
         round_ = Round(0, [], victim)
         with log_path.open("w") as output:
             process = subprocess.Popen(
@@ -334,12 +343,25 @@ class Environment:
             )
         tree = Tree(process.pid)
         started = time.monotonic()
+        next_check = 0.0
         try:
             while process.poll() is None:
                 live = tree.poll()
                 now = time.monotonic() - started
                 target = None
-                if at_pending_create:
+                if at_created is not None:
+                    client, names = at_created
+                    if now >= next_check and self._exist(f"client-{client}", names):
+                        target = next(
+                            (
+                                p
+                                for p, k in live.items()
+                                if k == "engine" and f"--stack {self.name}-client-{client}" in _cmdline(p)
+                            ),
+                            None,
+                        )
+                    next_check = now + 0.5  # kubectl is slow: ask at most twice a second
+                elif at_pending_create:
                     stack = self._stack_creating()
                     if stack:
                         target = next(
@@ -366,6 +388,10 @@ class Environment:
             time.sleep(0.5)  # let the engine notice a killed plugin before its leftovers are reaped
             round_.orphans = tree.reap()
         return round_
+
+    def _exist(self, namespace: str, statefulsets: list[str]) -> bool:
+        listed = run(["kubectl", "get", "statefulsets", "-n", namespace, "-o", "name"], env=self.env, check=False)
+        return any(f"statefulset.apps/{name}" in listed.stdout.split() for name in statefulsets)
 
     def _pick(self, orchestrator: int, live: Mapping[int, str | None], victim: str) -> int | None:
         if victim == "orchestrator":
@@ -633,6 +659,44 @@ def soak(
     return results
 
 
+def checkpoints_experiment(*, work: Path, seed: int, rounds: int, skip: bool) -> list[Round]:
+    """Why updates keep the engine's checkpoints: each round adds two sandboxes, kills the engine once one of
+    their StatefulSets exists, archives the two (the next change arrives), and converges. With checkpoints the
+    interrupted creates are in the state (done, or pending and resolved), so the next up deletes the
+    StatefulSets the roster no longer declares; without them (``skip``) the state has none of it."""
+    mode = "off" if skip else "on"
+    environment = Environment(work / mode, f"checkpoints{mode}", 1, skip_checkpoints=skip, seed=seed)
+    rng, rounds_ = environment.rng, []
+    client = environment.roster.clients[0]
+    try:
+        for _ in range(2):
+            environment.roster.add(rng)
+        environment.write_roster()
+        environment.sandbox("up", "--all")
+        for number in range(1, rounds + 1):
+            changes = [environment.roster.add(rng) for _ in range(2)]
+            added = environment.roster.freelancers[-2:]
+            environment.write_roster()
+            round_ = environment.killed_up(
+                "engine",
+                at=None,
+                at_pending_create=False,
+                log_path=work / f"{mode}-{number}.log",
+                at_created=(client, [f"sandbox-{p['id']}" for p in added]),
+            )
+            round_.number, round_.changes = number, changes
+            for person in added:
+                person["sandboxes"][0]["state"] = "archived"
+            round_.moved_on = [f"archive {p['id'][:8]}" for p in added]
+            environment.write_roster()
+            environment.converge(round_)
+            rounds_.append(round_)
+            log(f"checkpoints {mode}, round {number}: killed {round_.killed or 'nothing'}; {round_.problems or 'OK'}")
+    finally:
+        environment.cleanup()
+    return rounds_
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.integration.crash", description=__doc__.split("\n\n")[0])
     parser.add_argument("--kills", type=int, default=20, help="kills to land (default 20)")
@@ -643,11 +707,28 @@ def main(argv: list[str] | None = None) -> int:
         "--skip-checkpoints", action="store_true", help="PULUMI_SKIP_CHECKPOINTS=true for every up (an experiment)"
     )
     parser.add_argument("--keep-going", action="store_true", help="go on after a round that did not converge")
+    parser.add_argument(
+        "--checkpoints-experiment",
+        type=int,
+        metavar="ROUNDS",
+        help="instead: ROUNDS kills with the engine's checkpoints on, then off (why updates keep them)",
+    )
     parser.add_argument("--output", type=Path, help="also write every round as JSON here")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, state)")
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="sandbox-infra-crash-"))
     log(f"seed {args.seed}; work directory {work}")
+    if args.checkpoints_experiment:
+        for skip in (False, True):
+            found = checkpoints_experiment(work=work, seed=args.seed, rounds=args.checkpoints_experiment, skip=skip)
+            kills = [r for r in found if r.killed]
+            print(
+                f"checkpoints {'off' if skip else 'on'}: {sum(not r.problems for r in kills)} of {len(kills)} kills "
+                "converged" + "".join(f"\n  round {r.number}: {'; '.join(r.problems)}" for r in found if r.problems)
+            )
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+        return 0
     try:
         results = soak(
             kills=args.kills,
