@@ -1,9 +1,10 @@
 """Crash safety on the real engine and cluster: SIGKILL at a random point of an ``up``, then converge.
 
 Each round evolves a roster (sandboxes created, re-tiered, suspended, resumed, archived), starts
-``python -m sandbox_infra up --all`` and kills one of its processes with SIGKILL at a random moment: the
-orchestrator's whole process group, one engine (``pulumi up``), a language host, a program, a
-kubernetes provider or a policy pack. Half the time the roster moves on once more before the next run,
+``python -m sandbox_infra up --all`` and kills one of its processes with SIGKILL at a random moment, each
+kind in turn: the orchestrator's whole process group, one engine (``pulumi up``), a language host, a
+program, a kubernetes provider or a policy pack; every fifth round, an engine the moment a create is in
+flight (``--pending-every``). Half the time the roster moves on once more before the next run,
 as when the next merge brings the next change. Then one ``up`` (no kill, no help) must converge:
 
 - it exits 0, and a ``preview --all`` right after shows nothing but unchanged resources;
@@ -603,6 +604,7 @@ def soak(
     keep_going: bool = False,
     victims: Sequence[str] = VICTIMS,
     first_at_pending_create: bool = False,
+    pending_every: int = 0,
     name: str = "crash",
 ) -> Results:
     """Run rounds until ``kills`` kills landed (or 3 x ``kills`` rounds); raise on the first round that does
@@ -624,14 +626,10 @@ def soak(
             number += 1
             changes = environment.roster.evolve(rng)
             environment.write_roster()
-            pending = first_at_pending_create and number == 1
-            victim = (
-                "engine"
-                if pending
-                else victims[(number - 1) % len(victims)]
-                if len(victims) < len(VICTIMS)
-                else rng.choice(victims)
-            )
+            # Every kind of process in turn, at a random moment; every `pending_every`-th round (and the first,
+            # with `first_at_pending_create`) the engine the moment a create is in flight.
+            pending = (first_at_pending_create and number == 1) or bool(pending_every and number % pending_every == 0)
+            victim = "engine" if pending else victims[(number - 1) % len(victims)]
             at = None if pending else round(rng.uniform(0.3, max(1.0, typical)), 1)
             round_ = environment.killed_up(
                 victim, at=at, at_pending_create=pending, log_path=work / f"round-{number}.log"
@@ -704,6 +702,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=2, help="client stacks (default 2)")
     parser.add_argument("--victim", action="append", choices=VICTIMS, help="only these processes (repeatable)")
     parser.add_argument(
+        "--pending-every",
+        type=int,
+        default=5,
+        metavar="K",
+        help="every K-th round kills an engine the moment a create is in flight (default 5; 0: never)",
+    )
+    parser.add_argument(
         "--skip-checkpoints", action="store_true", help="PULUMI_SKIP_CHECKPOINTS=true for every up (an experiment)"
     )
     parser.add_argument("--keep-going", action="store_true", help="go on after a round that did not converge")
@@ -738,6 +743,7 @@ def main(argv: list[str] | None = None) -> int:
             skip_checkpoints=args.skip_checkpoints,
             keep_going=args.keep_going,
             victims=tuple(args.victim or VICTIMS),
+            pending_every=args.pending_every,
         )
     except CrashTestError as exc:
         print(f"crash soak failed (seed {args.seed}, logs in {work}):\n{exc}", file=sys.stderr)
