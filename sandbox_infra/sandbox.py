@@ -27,6 +27,7 @@ USER_ID = 1000
 HOME = "/home/sandbox"
 WORKSPACE = "/workspace"
 CODE_SERVER_PORT = 8080
+SKIP_AWAIT = "pulumi.com/skipAwait"
 
 
 @dataclass(frozen=True)
@@ -53,16 +54,15 @@ def _restricted_container_security() -> k8s.core.v1.SecurityContextArgsDict:
 
 
 def _metadata(
-    name: str, namespace: pulumi.Input[str], labels: dict[str, str], *, force: bool = True
+    name: str, namespace: pulumi.Input[str], labels: dict[str, str], *, force: bool = True, await_ready: bool = True
 ) -> k8s.meta.v1.ObjectMetaArgsDict:
     """Metadata of one of the sandbox's objects in the client's namespace (``force``: see
-    :func:`naming.object_annotations`; volumes are not forced)."""
-    return {
-        "name": name,
-        "namespace": namespace,
-        "labels": labels,
-        "annotations": naming.object_annotations(force=force),
-    }
+    :func:`naming.object_annotations`; volumes are not forced). ``await_ready=False``: the provider does not
+    wait for the object after applying it (see the Service)."""
+    annotations = naming.object_annotations(force=force)
+    if not await_ready:
+        annotations[SKIP_AWAIT] = "true"
+    return {"name": name, "namespace": namespace, "labels": labels, "annotations": annotations}
 
 
 def _volume_mounts(*, scratch: bool) -> list[k8s.core.v1.VolumeMountArgsDict]:
@@ -203,9 +203,14 @@ class FreelancerSandbox(pulumi.ComponentResource):
                 "selector": naming.sandbox_selector(fid),
                 "ports": [{"name": "http", "port": CODE_SERVER_PORT, "target_port": "http"}],
             }
+            # No await for this headless Service: the provider's Service await returns the object as its
+            # watch cache last saw it, which after an update can be the old one, and the state then holds
+            # stale labels that every later preview shows as an update (found by the crash soak, about one
+            # tier change in ten). Without the await the state gets the apply's own answer; the StatefulSet
+            # still waits for its pod, which is what the Service's await waited for.
             k8s.core.v1.Service(
                 f"{name}-service",
-                metadata=_metadata(sandbox_name, args.namespace, labels),
+                metadata=_metadata(sandbox_name, args.namespace, labels, await_ready=False),
                 spec=service,
                 opts=pulumi.ResourceOptions(parent=self),
             )
