@@ -433,7 +433,8 @@ class Environment:
         for stack in preview.get("stacks", []):
             changed = {op: n for op, n in stack["changes"].items() if op != "same" and n}
             if stack["status"] != "ok" or changed:
-                round_.problems.append(f"preview after the up: {stack['stack']} {stack['status']} {changed}")
+                detail = stack.get("changed") or stack.get("error")
+                round_.problems.append(f"preview after the up: {stack['stack']} {stack['status']} {changed}: {detail}")
         round_.problems += self.check_state()
         round_.problems += self.check_cluster()
 
