@@ -10,6 +10,8 @@ ROSTER ?= roster.yaml
 # Where the pull-request and deployment steps write their files (the workflows upload it as artifacts).
 OUT ?= out
 CI_STEP = ENVIRONMENT=$(ENVIRONMENT) OUT=$(OUT) tools/ci.sh
+# How many updates `make soak-crash` kills.
+KILLS ?= 20
 
 .PHONY: help
 help: ## list the targets ([build]: needs the long Go build, cached; [cluster]: starts the local cluster)
@@ -67,6 +69,14 @@ test: toolchain cluster-up ## [build+cluster] all tests: lint, unit (mocks), pol
 soak: venv ## the long reliability runs (hours of fuzzing at SOAK_EXAMPLES=...; docs/reliability.md); make test samples them
 	@tools/soak.sh
 
+.PHONY: soak-crash
+soak-crash: toolchain cluster-up ## [build+cluster] kill `up` at random points KILLS times (default 20); each next up must converge (ARGS="--seed N")
+	@eval "$$(tools/env.sh)" && $(PY) -m tests.integration.crash --kills $(KILLS) $(ARGS)
+
+.PHONY: soak-load
+soak-load: toolchain cluster-up ## [build+cluster] a fresh up of 1,000 freelancers, no rerun by hand (ARGS="--freelancers N")
+	@$(PY) -m tests.integration.load $(ARGS)
+
 .PHONY: bench
 bench: toolchain cluster-up ## [build+cluster] the single-stack scale benchmark (ARGS="--quick" ...); rewrites bench/RESULTS.md
 	@$(PY) -m bench $(ARGS)
@@ -102,5 +112,5 @@ deploy: toolchain ## [build] up of the stacks changed since BASE (default: the l
 	@$(CI_STEP) deploy
 
 .PHONY: drift
-drift: toolchain ## [build] preview --refresh of every stack (SHARD=i/n), failing and naming any that drifted
+drift: toolchain ## [build] each object of every stack (SHARD=i/n) that differs from the roster, by stack (exit 3)
 	@$(CI_STEP) drift

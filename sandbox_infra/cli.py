@@ -3,8 +3,10 @@
 ``check`` needs neither Pulumi nor a cluster: it reads the roster and the stack's settings file
 (``Pulumi.<stack>.yaml``, for limits and which secrets are set) and reports every problem, one per line,
 as ``FILE:LINE:COL: PATH: MESSAGE``. ``plan`` lists the stacks a change touches; ``preview``, ``up`` and
-``refresh`` run them (see :mod:`sandbox_infra.orchestrator`). Exit status: 0 success, 1 invalid roster
-or a failed stack, 2 usage or settings error.
+``refresh`` run them (see :mod:`sandbox_infra.orchestrator`); ``drift`` previews every stack against the
+cluster as it is (a refreshing preview) and lists each object a person changed by hand. Exit status: 0
+success (for ``drift``: no drift), 1 invalid roster or a failed stack, 2 usage or settings error, 3 drift
+found.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ from sandbox_infra.source import InputError, Positions, load_yaml
 
 if TYPE_CHECKING:  # the engine's client: imported only by the commands that run stacks
     from sandbox_infra.orchestrator import StackRun
+
+DRIFT_FOUND = 3
+"""Exit status of ``drift`` when some object differs from what the roster declares."""
 
 
 def _settings(stack: str, project_dir: Path) -> tuple[StackSettings, str]:
@@ -115,7 +120,7 @@ def _database_script(args: argparse.Namespace) -> int:
 
 
 def _stacks(args: argparse.Namespace) -> int:
-    """plan | preview | up | refresh: the stacks a change touches (or all), through the orchestrator."""
+    """plan | preview | up | refresh | drift: the stacks a change touches (or all), through the orchestrator."""
     project_dir = Path(args.project_dir)
     try:
         shard([], args.shard)  # a malformed --shard is a usage error, found before anything runs
@@ -147,9 +152,11 @@ def _stacks(args: argparse.Namespace) -> int:
         return _print_plan(environment, plan, change, args)
     from sandbox_infra.orchestrator import Orchestrator, OrchestratorError, Report  # the engine's client: not for plan
 
+    drift = args.command == "drift"
+    operation = "preview" if drift else args.command
     try:
         orchestrator = Orchestrator(environment, parallel=args.parallel)
-        runs = orchestrator.select(plan, change, everything=args.all)
+        runs = orchestrator.select(plan, change, everything=args.all or drift)
         chosen = _selected(environment, [r.slice for r in runs], args)
         runs = [r for r in runs if r.stack in chosen]
         orphans = orchestrator.orphans(plan)
@@ -157,26 +164,51 @@ def _stacks(args: argparse.Namespace) -> int:
             f"==> {args.command} of {len(runs)} stack(s) of {environment.name}, {orchestrator.parallel} at a time",
             file=sys.stderr,
         )
-        orchestrator.run(args.command, plan, runs, refresh=args.refresh, plan_key=plan_key)
+        orchestrator.run(operation, plan, runs, refresh=args.refresh or drift, plan_key=plan_key)
     except OrchestratorError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if getattr(args, "expect_no_changes", False):
+    if drift:
         _mark_drift(runs)
     report = Report(environment.name, args.command, runs, change.removed, tuple(orphans))
-    print(json.dumps(report.to_json(), indent=2) if args.json else report.table())
-    return 0 if report.ok else 1
+    drifted = [r for r in runs if r.status == "drifted"]
+    if args.json:
+        document = report.to_json()
+        if drift:
+            document["drift"] = {r.stack: r.changed for r in drifted}
+        print(json.dumps(document, indent=2))
+    else:
+        print(report.table())
+        if drift:
+            print(_drift_lines(environment, runs, drifted))
+    if any(r.status not in ("ok", "drifted") for r in runs):
+        return 1
+    return DRIFT_FOUND if drifted else 0
+
+
+def _drift_lines(environment: Environment, runs: Sequence[StackRun], drifted: Sequence[StackRun]) -> str:
+    """Each object that differs from what the roster declares, by stack, and how to restore them."""
+    if not drifted:
+        return f"no drift: the cluster matches every stack of {environment.name} ({len(runs)} checked)"
+    lines = [f"drift in {r.stack}: {change}" for r in drifted for change in r.changed]
+    objects = sum(len(r.changed) for r in drifted)
+    lines.append(
+        f"{objects} object(s) in {len(drifted)} of {len(runs)} stack(s) differ from the roster; to restore them: "
+        f"python -m sandbox_infra up --env {environment.name} --refresh "
+        + " ".join(f"--only {r.slice}" for r in drifted)
+    )
+    return "\n".join(lines)
 
 
 def _mark_drift(runs: Sequence[StackRun]) -> None:
-    """``--expect-no-changes`` (the drift check): a stack whose preview shows anything but unchanged resources
-    has drifted from the roster (or was changed by hand); it fails, by name."""
+    """A stack whose refreshing preview shows anything but unchanged resources has drifted from the roster
+    (a person changed the cluster by hand, or the roster in this checkout is not the one last applied)."""
     from sandbox_infra.orchestrator import format_changes
 
     for run in runs:
         changed = {op: n for op, n in run.changes.items() if op != "same" and n}
         if run.status == "ok" and changed:
-            run.status, run.error = "drifted", f"expected no changes, the preview shows {format_changes(changed)}"
+            run.status, run.error = "drifted", f"the cluster differs from the roster: {format_changes(changed)}"
 
 
 def _adopt(args: argparse.Namespace) -> int:
@@ -312,6 +344,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("preview", "preview the stacks a change touches, with the policy pack"),
         ("up", "update the stacks a change touches (the platform stack first)"),
         ("refresh", "refresh the stacks' state from the cluster"),
+        ("drift", "list what differs between the cluster and the roster (a refreshing preview of every stack)"),
     ):
         sub = commands.add_parser(name, help=summary)
         sub.add_argument("--env", default="dev", help="environment: settings in Pulumi.<env>.yaml (default: dev)")
@@ -323,12 +356,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         sub.add_argument("--refresh", action="store_true", help="refresh each stack's state before the operation")
         sub.add_argument("--json", action="store_true", help="print the summary as JSON")
         sub.add_argument("--project-dir", default=".", help="directory holding Pulumi.yaml (default: .)")
-        if name == "preview":
-            sub.add_argument(
-                "--expect-no-changes",
-                action="store_true",
-                help="fail every stack whose preview shows a change (the drift check: with --refresh --all)",
-            )
         sub.set_defaults(run=_stacks)
     args = parser.parse_args(argv)
     result: int = args.run(args)

@@ -117,6 +117,7 @@ class Database(pulumi.ComponentResource):
                 "name": secret_name(kind),
                 "namespace": args.namespace,
                 "labels": naming.labels(name="database", instance=name, component=f"database-{kind}"),
+                "annotations": naming.object_annotations(force=True),
             }
             secret = k8s.core.v1.Secret(
                 f"{name}-secret-{kind}",

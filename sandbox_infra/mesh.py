@@ -65,6 +65,7 @@ class ClientRouting(pulumi.ComponentResource):
             "name": "allow-ingress-gateway",
             "namespace": plan.namespace,
             "labels": labels,
+            "annotations": naming.object_annotations(force=True),
         }
         k8s.networking.v1.NetworkPolicy(f"{name}-allow-ingress-gateway", metadata=metadata, spec=spec, opts=child)
         self.routes = len(plan.mesh.active)

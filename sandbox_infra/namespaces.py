@@ -18,6 +18,8 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes as k8s
 
+from sandbox_infra import naming
+
 DEFAULT_SERVICE_ACCOUNT = "default"
 
 
@@ -26,13 +28,20 @@ def declare_namespace(
 ) -> k8s.core.v1.Namespace:
     """The namespace ``<name>-namespace`` and the patch ``<name>-default-sa`` that turns off its ``default``
     ServiceAccount's token automount. ``opts`` are the namespace's (parent, protect...); the patch shares only
-    its parent (and so its provider)."""
+    its parent (and so its provider). The namespace gets the platform's field manager, unforced (a field
+    someone else manages on a namespace stops the update, for a person to decide); the patch is forced (the
+    field is the platform's; :func:`naming.object_annotations`)."""
+    metadata = {
+        **metadata,
+        "annotations": {**metadata.get("annotations", {}), **naming.object_annotations(force=False)},
+    }
     namespace = k8s.core.v1.Namespace(f"{name}-namespace", metadata=metadata, opts=opts)
     # The namespace's name as given, not the Output: a preview of a new namespace then still shows (and the
     # policy pack can check) which namespace the patch is for; depends_on orders the two.
     patch_metadata: k8s.meta.v1.ObjectMetaPatchArgsDict = {
         "name": DEFAULT_SERVICE_ACCOUNT,
         "namespace": metadata["name"],
+        "annotations": naming.object_annotations(force=True),
     }
     k8s.core.v1.ServiceAccountPatch(
         f"{name}-default-sa",

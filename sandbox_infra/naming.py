@@ -118,3 +118,27 @@ def sandbox_selector(freelancer_id: UUID) -> dict[str, str]:
 
 SANDBOX_POD_SELECTOR = {APP_NAME_LABEL: SANDBOX_APP}
 """Selects every sandbox pod of a namespace (NetworkPolicies)."""
+
+FIELD_MANAGER = "sandbox-infra"
+"""The server-side apply field manager of every object the platform declares (see :func:`object_annotations`)."""
+FIELD_MANAGER_ANNOTATION = "pulumi.com/patchFieldManager"
+FORCE_ANNOTATION = "pulumi.com/patchForce"
+
+
+def object_annotations(*, force: bool) -> dict[str, str]:
+    """The pulumi-kubernetes annotations every object carries.
+
+    One field manager name for every apply, instead of the provider's default of a random name per
+    resource kept only in Pulumi's state: an update interrupted after a create reached the API server
+    leaves the object owned by a name the state never recorded, and the next change of any of its fields
+    then fails with a server-side apply conflict (found by the crash test; docs/reliability.md).
+
+    ``force``: the platform owns the object outright, so an apply takes back fields a person changed by
+    hand (``kubectl scale``, ``kubectl edit``) instead of failing on the conflict: that is how ``up
+    --refresh`` restores drift. Namespaces and volumes are not forced: a field someone else manages there
+    stops the update and names the object, for a person to decide.
+    """
+    result = {FIELD_MANAGER_ANNOTATION: FIELD_MANAGER}
+    if force:
+        result[FORCE_ANNOTATION] = "true"
+    return result

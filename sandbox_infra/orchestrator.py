@@ -9,7 +9,9 @@ roster is never run (it would delete their namespaces); it is listed for a perso
 
 The engine runs with the settings the benchmark showed matter: per-step checkpoints off for previews
 (they write no state), the kubernetes provider's client rate limit raised, and the ResourceQuota update
-race of the API server (kubernetes/kubernetes#67761) retried.
+race of the API server (kubernetes/kubernetes#67761) retried. Before it updates or refreshes a stack, it
+resolves what an interrupted earlier update left (:mod:`sandbox_infra.recovery`), and refuses, naming the
+stack, while another run is updating it.
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, TextIO
 
+import yaml
 from pulumi import automation as auto
 
 from sandbox_infra import handoff
@@ -33,6 +37,19 @@ from sandbox_infra.adoption import SANDBOX_TYPE, TENANT_TYPE, planned_moves
 from sandbox_infra.changes import Touched
 from sandbox_infra.environment import Environment
 from sandbox_infra.plan import PLATFORM_SLICE, Plan
+from sandbox_infra.recovery import (
+    LOCKED,
+    Lock,
+    backend_directory,
+    lock_file,
+    parse_locks,
+    plan_repair,
+    refused_message,
+    remove_lock,
+    stack_locks,
+    stale_reason,
+    torn_sidecars,
+)
 from sandbox_infra.settings import StackSettings
 
 OPERATIONS = ("preview", "up", "refresh")
@@ -74,7 +91,7 @@ class StackRun:
     slice: str
     reason: str
     status: str = "pending"
-    """pending, ok, failed, skipped, or drifted (a preview with ``--expect-no-changes`` that shows changes)."""
+    """pending, ok, failed, skipped, or drifted (``drift``: its refreshing preview shows changes)."""
     created: bool = False
     """The stack did not exist and this command created it."""
     changes: dict[str, int] = field(default_factory=dict)
@@ -83,6 +100,10 @@ class StackRun:
     error: str | None = None
     attempts: int = 0
     seconds: float = 0.0
+    recovered: list[str] = field(default_factory=list)
+    """What an interrupted earlier update left that this run resolved first (stale lock, pending operations)."""
+    changed: list[str] = field(default_factory=list)
+    """Previews: each Kubernetes object the operation would change, ``update StatefulSet ns/name (spec.replicas)``."""
     steps: int = 0
     """Resource steps seen so far (for progress)."""
 
@@ -169,6 +190,9 @@ class Orchestrator:
         self._lock = threading.Lock()
         self._policy_configs: list[str] | None = None
         self._env = {**ENGINE_ENV, **{k: v for k, v in environ.items() if k.startswith("PULUMI_K8S_")}}
+        self._backend_dir = backend_directory(environ.get("PULUMI_BACKEND_URL"))
+        self._project = _project_name(environment.project_dir)
+        self._repair_backend()
         # Client stacks are created with the environment's secrets provider (absent: the passphrase), whose
         # key their copied ciphertexts need.
         provider = environment.document.get("secretsprovider")
@@ -184,6 +208,12 @@ class Orchestrator:
                 f"cannot list the stacks of {environment.project_dir} (is `pulumi` on PATH and the backend "
                 f"{os.environ.get('PULUMI_BACKEND_URL', '(pulumi login)')} reachable?): {str(exc).strip()[-500:]}"
             ) from exc
+
+    def _repair_backend(self) -> None:
+        """Remove what a killed write left torn in a file backend, before anything reads it."""
+        for path in torn_sidecars(self._backend_dir) if self._backend_dir else []:
+            path.unlink(missing_ok=True)
+            self._say(f"removed {path.name}, left empty by an interrupted write (its state file is complete)")
 
     def select(self, plan: Plan, touched: Touched, *, everything: bool) -> list[StackRun]:
         return select_runs(self.environment, plan, touched, self.workspace.known, everything=everything)
@@ -308,10 +338,12 @@ class Orchestrator:
                 self._say(f"creating stack {run.stack}")
                 try:
                     self.workspace.create_stack(run.stack)
+                    run.created = True
+                except auto.StackAlreadyExistsError:
+                    pass  # another run of the same environment created it meanwhile
                 except auto.CommandError as exc:
                     raise OrchestratorError(f"cannot create stack {run.stack}: {str(exc).strip()[-500:]}") from exc
                 self.workspace.known.add(run.stack)
-                run.created = True
 
     def _run_all(self, operation: str, runs: list[StackRun], refresh: bool) -> None:
         if not runs:
@@ -327,31 +359,55 @@ class Orchestrator:
         output: list[str] = []
         violations: list[str] = []
         errors: list[str] = []
+        changed: list[str] = []
 
         def on_event(event: auto.EngineEvent) -> None:
             if event.resource_pre_event is not None or event.res_outputs_event is not None:
                 run.steps += 1
+            if event.resource_pre_event is not None and operation == "preview":
+                line = _change_line(event.resource_pre_event.metadata)
+                if line:
+                    changed.append(line)
             if event.policy_event is not None:
                 p = event.policy_event
                 violations.append(f"[{p.enforcement_level}] {p.policy_name}: {p.message.strip()} ({p.resource_urn})")
             if event.diagnostic_event is not None and event.diagnostic_event.severity == "error":
                 errors.append(_strip_ansi(event.diagnostic_event.message).strip())
 
+        released = False
         while True:
             run.attempts += 1
             output.clear()
             violations.clear()
             errors.clear()
+            changed.clear()
+            refused = ""
             try:
+                if operation in ("up", "refresh"):
+                    self._recover(run)
                 run.changes = self._operation(stack, operation, refresh, output.append, on_event)
                 run.status = "ok"
                 run.error = None
             except auto.CommandError as exc:
                 run.status = "failed"
                 run.error = _first_error(errors, output, str(exc))
+                refused = str(exc)
+            except OrchestratorError as exc:
+                run.status, run.error = "failed", str(exc)
+                refused = str(exc)
             except Exception as exc:  # any other failure of one stack must not stop the others, nor print a traceback
                 run.status = "failed"
                 run.error = f"{type(exc).__name__}: {exc}"
+            locks = parse_locks(refused) if run.status == "failed" else []
+            if locks:
+                if not released and self._release_stale_locks(run, locks):
+                    released = True
+                    run.attempts -= 1  # not an attempt of the operation: it never started
+                    continue
+                reasons = {lock: reason for lock in locks if (reason := stale_reason(lock))}
+                run.error = refused_message(run.stack, locks, reasons)
+            elif run.status == "failed" and LOCKED in refused:
+                run.error = refused_message(run.stack, [], {})
             if (
                 run.status == "failed"
                 and operation == "up"
@@ -362,10 +418,63 @@ class Orchestrator:
                 continue
             break
         run.policy_violations = list(dict.fromkeys(violations))
+        run.changed = sorted(set(changed))
         run.seconds = round(time.monotonic() - started, 1)
         self._say(f"{run.stack}: {operation} {run.status} in {run.seconds:.1f}s: {format_changes(run.changes)}")
         if run.status == "failed":
             self._say(f"{run.stack}: {run.error}")
+
+    # ---- what an interrupted update left behind (sandbox_infra.recovery) ----------------------------------
+
+    def _release_stale_locks(self, run: StackRun, locks: list[Lock]) -> bool:
+        """Remove the stack's locks if every one is provably stale and a local file; True if it did."""
+        reasons = {lock: stale_reason(lock) for lock in locks}
+        files = {lock: lock_file(lock) for lock in locks}
+        if not all(reasons.values()) or not all(files.values()):
+            return False
+        for lock in locks:
+            path = files[lock]
+            assert path is not None
+            remove_lock(path)
+            note = f"removed the stale lock of an interrupted update ({lock.describe()}: {reasons[lock]})"
+            run.recovered.append(note)
+            self._say(f"{run.stack}: {note}")
+        return True
+
+    def _recover(self, run: StackRun) -> None:
+        """Before an update or refresh: release the stack's stale locks and resolve the pending operations
+        an interrupted update left in its state (see :mod:`sandbox_infra.recovery`). Refuses, naming the
+        stack, while another run holds it."""
+        self._check_locks(run)
+        exported = json.loads(self._pulumi(["stack", "export", "--stack", run.stack]))
+        repair = plan_repair(exported)
+        if repair is None:
+            return
+        # The pending operations may be a running update's (one that started after the first check): its
+        # lock says so. Importing a state takes the lock, so an update starting from here on refuses it.
+        self._check_locks(run)
+        with tempfile.TemporaryDirectory(prefix="sandbox-infra-state-") as scratch:
+            # The state as exported: its secrets stay ciphertext.
+            path = os.path.join(scratch, "state.json")
+            with open(path, "w", encoding="utf-8") as file:
+                json.dump(repair.deployment, file)
+            self._pulumi(["stack", "import", "--stack", run.stack, "--file", path])
+        if repair.imported:
+            targets = [arg for urn, _ in repair.imported for arg in ("--target", urn)]
+            self._pulumi(["refresh", "--stack", run.stack, "--yes", "--skip-preview", "--non-interactive", *targets])
+        note = f"an earlier update was interrupted: {repair.describe()}"
+        run.recovered.append(note)
+        self._say(f"{run.stack}: {note}")
+
+    def _check_locks(self, run: StackRun) -> None:
+        """File backends: remove the stack's provably stale locks; refuse while a live one holds it. (Other
+        backends: the engine refuses a locked stack itself, and the error is handled in _run_one.)"""
+        if self._backend_dir is None:
+            return
+        locks = stack_locks(self._backend_dir, self._project, run.stack)
+        if locks and not self._release_stale_locks(run, locks):
+            reasons = {lock: reason for lock in locks if (reason := stale_reason(lock))}
+            raise OrchestratorError(refused_message(run.stack, locks, reasons))
 
     def _operation(
         self,
@@ -408,6 +517,16 @@ class Orchestrator:
             self._say(f"{time.monotonic() - started:.0f}s: {done}/{len(runs)} stacks done; running {detail}{more}")
 
 
+def _project_name(project_dir: Path) -> str:
+    """The Pulumi project's name (its stacks' locks are filed under it)."""
+    try:
+        document = yaml.safe_load((project_dir / "Pulumi.yaml").read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return "*"
+    name = document.get("name") if isinstance(document, dict) else None
+    return str(name) if name else "*"
+
+
 def format_changes(changes: Mapping[str, int]) -> str:
     """``create 3, update 1, same 40`` in a fixed order; ``no changes`` when nothing but ``same``."""
     order = ("create", "update", "replace", "delete", "same", "refresh", "read")
@@ -419,6 +538,27 @@ def format_changes(changes: Mapping[str, int]) -> str:
 def _counts(changes: Mapping[Any, int] | None) -> dict[str, int]:
     """The engine's change counts keyed by plain operation names (the SDK gives enum members or strings)."""
     return {str(getattr(op, "value", op)): n for op, n in (changes or {}).items()}
+
+
+# Preview steps that change nothing in the cluster.
+_UNCHANGED_OPS = {"same", "read", "refresh", "discard", "discard-replaced", "remove-pending-replace"}
+
+
+def _change_line(metadata: auto.events.StepEventMetadata) -> str:
+    """``update StatefulSet client-x/sandbox-y (spec.replicas)`` for a previewed step that changes a
+    Kubernetes object; empty for anything else (components, providers, unchanged objects)."""
+    op = str(getattr(metadata.op, "value", metadata.op))
+    if op in _UNCHANGED_OPS or not metadata.type.startswith("kubernetes:"):
+        return ""
+    name = metadata.urn.rsplit("::", 1)[-1]
+    for state in (metadata.new, metadata.old):
+        meta = (state.inputs or {}).get("metadata") if state is not None else None
+        if isinstance(meta, dict) and isinstance(meta.get("name"), str):
+            name = f"{meta['namespace']}/{meta['name']}" if isinstance(meta.get("namespace"), str) else meta["name"]
+            break
+    paths = sorted(metadata.detailed_diff or {}) or sorted(metadata.diffs or [])
+    detail = f" ({', '.join(paths[:6])}{', ...' if len(paths) > 6 else ''})" if paths else ""
+    return f"{op} {metadata.type.rsplit(':', 1)[-1]} {name}{detail}"
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -477,6 +617,8 @@ class Report:
                 f"{r.stack:<{width}}  {r.status:<7} {counts}  {len(r.policy_violations):>6} {r.seconds:>6.1f}s"
             )
         for r in self.runs:
+            for note in r.recovered:
+                lines.append(f"recovered: {r.stack}: {note}")
             for violation in r.policy_violations:
                 lines.append(f"policy violation in {r.stack}: {violation}")
             if r.status != "ok":

@@ -94,7 +94,7 @@ class SandboxPlan:
 
 @dataclass(frozen=True)
 class QuotaBudget:
-    """What a client's namespace may hold: the sum over its sandboxes."""
+    """What a client's namespace may hold: the sum over its sandboxes, plus one sandbox's worth of slack."""
 
     compute: Resources
     """Sum of the pod budgets of its active and suspended sandboxes."""
@@ -102,15 +102,23 @@ class QuotaBudget:
     """Sum of the tiers' PersistentVolumeClaim allowances (archived sandboxes keep their volumes)."""
     storage: Decimal
     """Sum of the requested volume sizes, in bytes."""
+    headroom: Resources = ZERO
+    """The largest of those pod budgets, resource by resource, added to the compute quota. Under load the
+    API server can charge a pod's create twice (the StatefulSet controller's create times out on its side
+    but succeeds, its retry is refused "already exists" after quota admission charged it again) and keeps
+    the charge until the quota controller recounts; with a quota of exactly the sum, the namespace's next
+    sandbox pod is refused "exceeded quota" meanwhile. One sandbox's budget absorbs one such charge
+    (docs/reliability.md, "Load"); nothing but the platform creates pods in a client namespace."""
 
     def hard(self) -> dict[str, str]:
         """The ResourceQuota ``spec.hard``. Extended resources only have a requests form."""
+        compute = self.compute + self.headroom
         return {
-            "requests.cpu": format_cpu(self.compute.requests_cpu),
-            "requests.memory": format_bytes(self.compute.requests_memory),
-            "limits.cpu": format_cpu(self.compute.limits_cpu),
-            "limits.memory": format_bytes(self.compute.limits_memory),
-            f"requests.{GPU_RESOURCE}": str(self.compute.gpu),
+            "requests.cpu": format_cpu(compute.requests_cpu),
+            "requests.memory": format_bytes(compute.requests_memory),
+            "limits.cpu": format_cpu(compute.limits_cpu),
+            "limits.memory": format_bytes(compute.limits_memory),
+            f"requests.{GPU_RESOURCE}": str(compute.gpu),
             "persistentvolumeclaims": str(self.pvcs),
             "requests.storage": format_bytes(self.storage) if self.storage else "0",
         }
@@ -291,18 +299,20 @@ def plan_sandbox(freelancer: Freelancer, entry: SandboxEntry, settings: StackSet
 
 
 def quota(sandboxes: tuple[SandboxPlan, ...]) -> QuotaBudget:
-    """A namespace's quota: the sum of its sandboxes' budgets, volume allowances and sizes.
+    """A namespace's quota: the sum of its sandboxes' budgets, volume allowances and sizes, and the largest
+    budget again as headroom (see :attr:`QuotaBudget.headroom`).
 
     Suspended sandboxes keep their compute reservation (resuming must never fail on quota); archived
     ones keep only their volumes.
     """
-    compute, pvcs, storage = ZERO, 0, Decimal(0)
+    compute, headroom, pvcs, storage = ZERO, ZERO, 0, Decimal(0)
     for sandbox in sandboxes:
         if sandbox.state is not SandboxState.ARCHIVED:
             compute += sandbox.resources.pod
+            headroom = headroom.largest(sandbox.resources.pod)
         pvcs += TIERS[sandbox.tier].pvcs
         storage += parse_quantity(sandbox.workspace.size) + parse_quantity(sandbox.home.size)
-    return QuotaBudget(compute=compute, pvcs=pvcs, storage=storage)
+    return QuotaBudget(compute=compute, pvcs=pvcs, storage=storage, headroom=headroom)
 
 
 def _api_key(client_id: UUID, has_sandboxes: bool, settings: StackSettings) -> ApiKeySource | None:

@@ -152,7 +152,11 @@ class Platform(pulumi.ComponentResource):
             },
         }
         ns = declare_namespace(name, ns_metadata, child)
-        crd_metadata: k8s.meta.v1.ObjectMetaArgsDict = {"name": f"{PLURAL}.{GROUP}", "labels": labels}
+        crd_metadata: k8s.meta.v1.ObjectMetaArgsDict = {
+            "name": f"{PLURAL}.{GROUP}",
+            "labels": labels,
+            "annotations": naming.object_annotations(force=True),
+        }
         crd = k8s.apiextensions.v1.CustomResourceDefinition(
             f"{name}-sandbox-crd",
             metadata=crd_metadata,

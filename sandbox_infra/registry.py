@@ -54,6 +54,7 @@ class ClientRegistryAccess(pulumi.ComponentResource):
             "name": plan.name,
             "namespace": args.plan.namespace,
             "labels": labels,
+            "annotations": naming.object_annotations(force=True),
         }
         token: pulumi.Output[str] = pulumi.Output.secret(args.token)
         config = token.apply(lambda value: docker_config(plan, value))  # still a secret: derived from one

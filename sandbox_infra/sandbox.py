@@ -38,6 +38,7 @@ API_KEY_FILE = f"{HOME}/.gemini/.env"
 """Gemini CLI reads ``GEMINI_API_KEY`` from ``~/.gemini/.env``: the key arrives as this read-only file (mode
 0400 in the pod spec) rather than an environment variable, so it is in no pod spec env and no ``/proc/*/environ``."""
 API_KEY_FILE_MODE = 0o400
+SKIP_AWAIT = "pulumi.com/skipAwait"
 
 
 @dataclass(frozen=True)
@@ -63,9 +64,16 @@ def _restricted_container_security() -> k8s.core.v1.SecurityContextArgsDict:
     }
 
 
-def _metadata(name: str, namespace: pulumi.Input[str], labels: dict[str, str]) -> k8s.meta.v1.ObjectMetaArgsDict:
-    """Metadata of one of the sandbox's objects in the client's namespace."""
-    return {"name": name, "namespace": namespace, "labels": labels}
+def _metadata(
+    name: str, namespace: pulumi.Input[str], labels: dict[str, str], *, force: bool = True, await_ready: bool = True
+) -> k8s.meta.v1.ObjectMetaArgsDict:
+    """Metadata of one of the sandbox's objects in the client's namespace (``force``: see
+    :func:`naming.object_annotations`; volumes are not forced). ``await_ready=False``: the provider does not
+    wait for the object after applying it (see the Service)."""
+    annotations = naming.object_annotations(force=force)
+    if not await_ready:
+        annotations[SKIP_AWAIT] = "true"
+    return {"name": name, "namespace": namespace, "labels": labels, "annotations": annotations}
 
 
 def _volume_mounts(*, scratch: bool) -> list[k8s.core.v1.VolumeMountArgsDict]:
@@ -213,7 +221,7 @@ class FreelancerSandbox(pulumi.ComponentResource):
             }
             volumes[volume] = k8s.core.v1.PersistentVolumeClaim(
                 f"{name}-{volume}",
-                metadata=_metadata(spec.name, args.namespace, {**labels, naming.VOLUME_LABEL: volume}),
+                metadata=_metadata(spec.name, args.namespace, {**labels, naming.VOLUME_LABEL: volume}, force=False),
                 spec=claim,
                 opts=keep,
             )
@@ -226,9 +234,14 @@ class FreelancerSandbox(pulumi.ComponentResource):
                 "selector": naming.sandbox_selector(fid),
                 "ports": [{"name": "http", "port": CODE_SERVER_PORT, "target_port": "http"}],
             }
+            # No await for this headless Service: the provider's Service await returns the object as its
+            # watch cache last saw it, which after an update can be the old one, and the state then holds
+            # stale labels that every later preview shows as an update (found by the crash soak, about one
+            # tier change in ten). Without the await the state gets the apply's own answer; the StatefulSet
+            # still waits for its pod, which is what the Service's await waited for.
             k8s.core.v1.Service(
                 f"{name}-service",
-                metadata=_metadata(sandbox_name, args.namespace, labels),
+                metadata=_metadata(sandbox_name, args.namespace, labels, await_ready=False),
                 spec=service,
                 opts=pulumi.ResourceOptions(parent=self),
             )

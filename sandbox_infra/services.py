@@ -47,27 +47,22 @@ def with_secrets(values: Any, secrets: Mapping[str, pulumi.Input[str]]) -> Any:
     return values
 
 
-SHARED_OBJECT_ANNOTATIONS = {"pulumi.com/patchForce": "true"}
-"""On the objects of the cluster-wide platform namespaces (``monitoring``, ``istio-system``...). Every
-environment on a cluster declares them, each platform stack with a field manager of its own: without
-force, the second environment's apply fails on the first one's fields (seen with the test environments
-beside dev on the local cluster); with it, the last apply wins. One environment per cluster stays the
-intended layout (docs/services.md)."""
-
-
 def declare_object(
     name: str,
     plan: ObjectPlan,
     labels: dict[str, str],
     opts: pulumi.ResourceOptions,
-    annotations: dict[str, str] | None = None,
 ) -> k8s.apiextensions.CustomResource:
-    """One custom object, its spec sent as written (the CRD's own camelCase fields)."""
+    """One custom object, its spec sent as written (the CRD's own camelCase fields), force-applied: the
+    platform owns it outright (:func:`naming.object_annotations`). The objects of the cluster-wide platform
+    namespaces are declared by every environment's platform stack on a cluster; with one field manager
+    and force, the last apply wins instead of failing on the other's fields (one environment per cluster
+    stays the intended layout, docs/services.md)."""
     metadata: k8s.meta.v1.ObjectMetaArgsDict = {
         "name": plan.name,
         "namespace": plan.namespace,
         "labels": labels,
-        **({"annotations": annotations} if annotations else {}),
+        "annotations": naming.object_annotations(force=True),
     }
     return k8s.apiextensions.CustomResource(
         f"{name}-{plan.logical_name}",
@@ -163,7 +158,7 @@ class PlatformNamespace(pulumi.ComponentResource):
                 "name": policy,
                 "namespace": plan.name,
                 "labels": labels,
-                "annotations": SHARED_OBJECT_ANNOTATIONS,
+                "annotations": naming.object_annotations(force=True),
             }
             k8s.networking.v1.NetworkPolicy(f"{name}-{policy}", metadata=metadata, spec=spec, opts=in_ns)
         self.namespace = ns.metadata.name
@@ -204,13 +199,13 @@ class PlatformService(pulumi.ComponentResource):
             previous = [*namespaces, chart]
         after = pulumi.ResourceOptions(parent=self, depends_on=previous)
         for obj in plan.objects:
-            declare_object(name, obj, labels, after, SHARED_OBJECT_ANNOTATIONS)
+            declare_object(name, obj, labels, after)
         for dashboard in plan.dashboards:
             metadata: k8s.meta.v1.ObjectMetaArgsDict = {
                 "name": dashboard.name,
                 "namespace": dashboard.namespace,
                 "labels": {**labels, **DASHBOARD_LABEL},
-                "annotations": SHARED_OBJECT_ANNOTATIONS,
+                "annotations": naming.object_annotations(force=True),
             }
             k8s.core.v1.ConfigMap(
                 f"{name}-dashboard-{dashboard.name}",

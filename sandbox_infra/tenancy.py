@@ -36,8 +36,14 @@ class ClientTenantArgs:
 
 
 def _metadata(name: str, namespace: str, labels: dict[str, str]) -> k8s.meta.v1.ObjectMetaArgsDict:
-    """Metadata of one object in the client's namespace, labelled as part of its tenancy."""
-    return {"name": name, "namespace": namespace, "labels": labels}
+    """Metadata of one object in the client's namespace, labelled as part of its tenancy (the platform owns
+    it outright: a hand edit is drift that the next refreshing update takes back)."""
+    return {
+        "name": name,
+        "namespace": namespace,
+        "labels": labels,
+        "annotations": naming.object_annotations(force=True),
+    }
 
 
 class ClientTenant(pulumi.ComponentResource):

@@ -49,6 +49,16 @@ class Resources:
             self.gpu + other.gpu,
         )
 
+    def largest(self, other: Resources) -> Resources:
+        """The larger of two budgets, resource by resource."""
+        return Resources(
+            max(self.requests_cpu, other.requests_cpu),
+            max(self.requests_memory, other.requests_memory),
+            max(self.limits_cpu, other.limits_cpu),
+            max(self.limits_memory, other.limits_memory),
+            max(self.gpu, other.gpu),
+        )
+
     def scaled(self, fraction: Decimal) -> Resources:
         """A share of this budget, rounded down to whole millicores and mebibytes (never over budget)."""
         mib = Decimal(2) ** 20

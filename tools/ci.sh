@@ -160,7 +160,7 @@ drift() {
   engine_env
   mkdir -p "$OUT"
   local name="drift${SHARD:+-${SHARD//\//-of-}}" status=0
-  python -m sandbox_infra preview --env "$ENVIRONMENT" --all --refresh --expect-no-changes ${SHARD:+--shard "$SHARD"} \
+  python -m sandbox_infra drift --env "$ENVIRONMENT" ${SHARD:+--shard "$SHARD"} \
     > >(tee "$OUT/$name.txt") 2> >(tee "$OUT/$name.log" >&2) || status=$?
   wait
   if [[ -n "${GITHUB_STEP_SUMMARY:-}" ]]; then

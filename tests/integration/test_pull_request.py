@@ -178,4 +178,4 @@ def test_pull_request_then_merge_then_drift(repo: Repo) -> None:
     drift = repo.make("drift", check=False)
     assert drift.returncode != 0
     assert f"drift check failed for: {repo.stack(repo.clients[0])}\n" in drift.stderr
-    assert f"drifted: {repo.stack(repo.clients[0])}: expected no changes, the preview shows create 1" in drift.stdout
+    assert f"drifted: {repo.stack(repo.clients[0])}: the cluster differs from the roster: create 1" in drift.stdout

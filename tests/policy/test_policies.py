@@ -549,7 +549,6 @@ def test_breakage_trips_only_its_own_rule(
 ) -> None:
     """A failing case breaks one thing: no other policy (bar the overlaps listed here) notices."""
     overlaps = {
-        (TIER, "gpu_on_standard"): {QUOTA_COVERS},  # one more GPU than the quota holds
         (MAX_SIZE, "huge_volume"): {QUOTA_COVERS},  # 412Gi more than the quota's storage
         (GUARDRAILS, "default_deny_with_a_rule"): {ISOLATION},  # a rule without `to` reaches the metadata address
         (SECURITY, "root_container"): {HIGH_IDS},  # UID 0 is below 10001 too

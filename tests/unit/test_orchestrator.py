@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pulumi.automation import OpType
+from pulumi.automation.events import PropertyDiff, StepEventMetadata, StepEventStateMetadata
 
 from sandbox_infra.changes import ShardError, Touched, shard
 from sandbox_infra.environment import Environment, load_environment
@@ -13,6 +15,7 @@ from sandbox_infra.orchestrator import (
     STACK_MEMORY,
     Report,
     StackRun,
+    _change_line,
     default_parallelism,
     format_changes,
     orphan_stacks,
@@ -132,7 +135,7 @@ def test_the_digest_rule_only_warns_where_digests_are_not_required() -> None:
     assert policy_pack_config(relaxed) == {DIGEST_POLICY: {"enforcementLevel": "advisory"}}
 
 
-def test_expect_no_changes_fails_drifted_stacks_by_name() -> None:
+def test_drift_marks_the_stacks_that_changed_by_name() -> None:
     from sandbox_infra.cli import _mark_drift
 
     runs = [
@@ -143,5 +146,60 @@ def test_expect_no_changes_fails_drifted_stacks_by_name() -> None:
     _mark_drift(runs)
     assert [r.status for r in runs] == ["ok", "drifted", "failed"]
     table = Report("dev", "preview", runs).table()
-    assert f"drifted: dev-client-{ACME}: expected no changes, the preview shows update 1" in table
+    assert f"drifted: dev-client-{ACME}: the cluster differs from the roster: update 1" in table
     assert not Report("dev", "preview", runs).ok
+
+
+def _step(op: OpType, typ: str, name: str | None, **diff: object) -> StepEventMetadata:
+    urn = f"urn:pulumi:dev::sandbox-infra::sandbox-infra:tenancy:ClientTenant${typ}::logical-{name}"
+    inputs = {"metadata": {"name": name, "namespace": "client-a"}} if name else {}
+    state = StepEventStateMetadata(type=typ, urn=urn, id="", parent="", provider="", inputs=inputs)
+    return StepEventMetadata(op=op, urn=urn, type=typ, provider="", new=state, **diff)  # type: ignore[arg-type]
+
+
+def test_previewed_changes_name_each_kubernetes_object_and_what_differs() -> None:
+    sts = _step(
+        OpType.UPDATE,
+        "kubernetes:apps/v1:StatefulSet",
+        "sandbox-1",
+        detailed_diff={"spec.replicas": PropertyDiff.from_json({"diffKind": "update", "inputDiff": True})},
+    )
+    assert _change_line(sts) == "update StatefulSet client-a/sandbox-1 (spec.replicas)"
+    policy = _step(OpType.CREATE, "kubernetes:networking.k8s.io/v1:NetworkPolicy", "default-deny")
+    assert _change_line(policy) == "create NetworkPolicy client-a/default-deny"
+    quota = _step(OpType.UPDATE, "kubernetes:core/v1:ResourceQuota", "q", diffs=["spec"])
+    assert _change_line(quota) == "update ResourceQuota client-a/q (spec)"
+    assert _change_line(_step(OpType.SAME, "kubernetes:core/v1:Secret", "k")) == ""
+    assert _change_line(_step(OpType.REFRESH, "kubernetes:core/v1:Secret", "k")) == ""
+    assert _change_line(_step(OpType.CREATE, "sandbox-infra:sandbox:FreelancerSandbox", None)) == ""
+    unnamed = _step(OpType.DELETE, "kubernetes:core/v1:Service", None)
+    assert _change_line(unnamed) == "delete Service logical-None"
+
+
+def test_the_summary_says_what_was_recovered() -> None:
+    run = StackRun("dev", PLATFORM_SLICE, "--all", status="ok", recovered=["removed the stale lock of pid 7"])
+    assert "recovered: dev: removed the stale lock of pid 7" in Report("dev", "up", [run]).table()
+    assert Report("dev", "up", [run]).to_json()["stacks"][0]["recovered"] == ["removed the stale lock of pid 7"]
+
+
+def test_drift_is_listed_by_stack_with_the_command_that_restores_it(environment: Environment) -> None:
+    from sandbox_infra.cli import DRIFT_FOUND, _drift_lines
+
+    clean = StackRun("dev", PLATFORM_SLICE, "--all", status="ok", changes={"same": 5})
+    drifted = StackRun(
+        f"dev-client-{ACME}",
+        f"client-{ACME}",
+        "--all",
+        status="ok",
+        changes={"create": 1, "update": 1, "same": 20},
+        changed=[f"create Secret client-{ACME}/gemini-api-key", f"update StatefulSet client-{ACME}/s (spec.replicas)"],
+    )
+    lines = _drift_lines(environment, [clean, drifted], [drifted]).splitlines()
+    assert lines[:2] == [
+        f"drift in dev-client-{ACME}: create Secret client-{ACME}/gemini-api-key",
+        f"drift in dev-client-{ACME}: update StatefulSet client-{ACME}/s (spec.replicas)",
+    ]
+    assert lines[2].startswith("2 object(s) in 1 of 2 stack(s) differ from the roster")
+    assert lines[2].endswith(f"python -m sandbox_infra up --env dev --refresh --only client-{ACME}")
+    assert _drift_lines(environment, [clean], []) == "no drift: the cluster matches every stack of dev (1 checked)"
+    assert DRIFT_FOUND not in (0, 1, 2)  # distinct from success, failure and usage errors

@@ -15,7 +15,7 @@ from sandbox_infra import program
 from sandbox_infra.plan import ALL_SLICES, PLATFORM_SLICE, build_plan
 from sandbox_infra.quantity import parse_quantity
 from sandbox_infra.roster import load_roster
-from sandbox_infra.tiers import TIERS, Tier, split_budget
+from sandbox_infra.tiers import TIERS, Resources, Tier, split_budget
 from tests.unit.mocks import EXAMPLE_SETTINGS, Recorder, is_secret, resolve, run_example, run_program
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "example-roster-urns.txt"
@@ -88,6 +88,29 @@ def test_client_namespaces_are_protected(example: Recorder) -> None:
     assert all(ns.opts.protect and ns.opts.retain_on_delete for ns in namespaces)
 
 
+def test_every_object_has_one_field_manager_and_only_namespaces_and_volumes_are_not_forced(example: Recorder) -> None:
+    """A fixed field manager keeps an interrupted create from leaving fields owned by a name the state
+    never recorded; force lets a refreshing update take back what a person changed by hand."""
+    kinds: dict[bool, set[str]] = {True: set(), False: set()}
+    # Every Kubernetes object (a Helm release is a component: its objects come from the chart).
+    objects = [
+        (typ, wire) for (typ, _), wire in example.wire.items() if typ.startswith("kubernetes:") and "metadata" in wire
+    ]
+    assert {
+        typ for (typ, _), wire in example.wire.items() if typ.startswith("kubernetes:") and "metadata" not in wire
+    } <= {"kubernetes:helm.sh/v4:Chart"}
+    assert len(objects) > 70
+    for typ, wire in objects:
+        annotations = wire["metadata"]["annotations"]
+        assert annotations["pulumi.com/patchFieldManager"] == "sandbox-infra", typ
+        kinds[annotations.get("pulumi.com/patchForce") == "true"].add(typ.split(":")[-1])
+    assert kinds[False] == {"Namespace", "PersistentVolumeClaim"}
+    assert {"StatefulSet", "ResourceQuota", "NetworkPolicy", "Secret", "Sandbox"} <= kinds[True]
+    # No blanket skipAwait: only the headless Services, whose await returns a stale object after an update.
+    skipped = {typ.split(":")[-1] for typ, wire in objects if "pulumi.com/skipAwait" in wire["metadata"]["annotations"]}
+    assert skipped == {"Service"}
+
+
 def _statefulsets(example: Recorder) -> dict[str, dict[str, Any]]:
     """Each StatefulSet's spec as Kubernetes will see it: the wire form, camelCase whatever the program's keys."""
     return {wire["metadata"]["name"]: wire["spec"] for (typ, _), wire in example.wire.items() if typ == STS}
@@ -136,24 +159,33 @@ def test_pods_pass_restricted(example: Recorder) -> None:
             assert ":" in c["image"] and not c["image"].endswith(":latest")
 
 
-def test_quota_is_the_sum_of_tier_budgets(example_roster: Path) -> None:
+def test_quota_is_the_sum_of_tier_budgets_plus_the_largest_as_headroom(example_roster: Path) -> None:
     roster = load_roster(example_roster, SETTINGS)
     quotas = {t.client_id: t.quota for t in build_plan(roster, SETTINGS).tenants()}
-    acme = quotas[roster.clients[0].id].hard()
-    # standard + premium with GPU + basic (suspended keeps its reservation)
-    assert acme == {
-        "requests.cpu": "7",
-        "requests.memory": "14Gi",
-        "limits.cpu": "14",
-        "limits.memory": "28Gi",
-        "requests.nvidia.com/gpu": "1",
+    acme = quotas[roster.clients[0].id]
+    # standard (2/4Gi, 4/8Gi) + premium with GPU (4/8Gi, 8/16Gi) + basic (1/2Gi, 2/4Gi; suspended keeps its
+    # reservation), and the premium budget again as headroom; volumes exactly
+    assert acme.compute.requests_cpu == 7 and acme.headroom.requests_cpu == 4
+    assert acme.hard() == {
+        "requests.cpu": "11",
+        "requests.memory": "22Gi",
+        "limits.cpu": "22",
+        "limits.memory": "44Gi",
+        "requests.nvidia.com/gpu": "2",
         "persistentvolumeclaims": "10",
         "requests.storage": "240Gi",
     }
-    initech = quotas[roster.clients[2].id].hard()
-    # premium + basic; the archived standard sandbox keeps only its volumes
-    assert initech["requests.cpu"] == "5" and initech["limits.memory"] == "20Gi"
-    assert initech["persistentvolumeclaims"] == "10" and initech["requests.storage"] == "150Gi"
+    initech = quotas[roster.clients[2].id]
+    # premium + basic; the archived standard sandbox keeps only its volumes, and adds no headroom
+    assert initech.compute.requests_cpu == 5 and initech.compute.limits_memory == 20 * 2**30
+    assert initech.hard()["requests.cpu"] == "9" and initech.hard()["limits.memory"] == "36Gi"
+    assert initech.hard()["persistentvolumeclaims"] == "10" and initech.hard()["requests.storage"] == "150Gi"
+
+
+def test_headroom_is_the_largest_budget_resource_by_resource() -> None:
+    big_cpu = Resources(Decimal(4), Decimal(2**30), Decimal(8), Decimal(2**31))
+    big_memory = Resources(Decimal(1), Decimal(2**34), Decimal(2), Decimal(2**35), gpu=1)
+    assert big_cpu.largest(big_memory) == Resources(Decimal(4), Decimal(2**34), Decimal(8), Decimal(2**35), gpu=1)
 
 
 @pytest.mark.parametrize("tier", [Tier.BASIC, Tier.STANDARD, Tier.PREMIUM])

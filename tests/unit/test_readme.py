@@ -31,6 +31,8 @@ ELSEWHERE = (
     "make bench",
     "make bench-stacks",
     "make soak",  # hours; its tests run as a fast sample in this suite
+    "make soak-crash",  # 20 killed updates or more; three run in this suite
+    "make soak-load",  # a fresh up of 1,000 freelancers
     "make preview",
     "make report",  # the pull request steps need a base revision (tests/unit/test_workflows.py runs them)
     "make pr-comment",
@@ -38,6 +40,7 @@ ELSEWHERE = (
     "python -m sandbox_infra preview",
     "python -m sandbox_infra up",
     "python -m sandbox_infra adopt",
+    "python -m sandbox_infra drift",
     "pip install",
     "pulumi ",
 )

@@ -68,10 +68,11 @@ def _break(manifests: Path, into: Path) -> None:
             gemini["env"].append(
                 {"name": "GEMINI_API_KEY", "valueFrom": {"secretKeyRef": {"name": "gemini-api-key", "key": ".env"}}}
             )
-        if document["kind"] == "ServiceAccount" and document["metadata"] == {
-            "name": "default",
-            "namespace": f"client-{ACME}",
-        }:
+        metadata = document["metadata"]
+        if document["kind"] == "ServiceAccount" and (metadata["name"], metadata["namespace"]) == (
+            "default",
+            f"client-{ACME}",
+        ):
             del document["automountServiceAccountToken"]
         (into / path.name).write_text(yaml.safe_dump(document))
 
