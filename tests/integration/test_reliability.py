@@ -1,4 +1,4 @@
-"""Crashes, concurrency and drift on the real engine and cluster (docs/reliability.md).
+"""Crashes, concurrency, an API server outage and drift on the real engine and cluster (docs/reliability.md).
 
 Each test has an environment of its own (tests/integration/crash.py: a throw-away file backend, fresh
 client ids), deleted afterwards. The crash test is the fast sample of ``make soak-crash``.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 import time
@@ -18,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from sandbox_infra import naming
-from tests.integration.crash import Environment, soak
-from tests.integration.engine import kubectl_json, require_tools, run
+from tests.integration.crash import Environment, Round, soak
+from tests.integration.engine import REPO, kubectl_json, require_tools, run
 
 pytestmark = pytest.mark.integration
 
@@ -223,3 +224,64 @@ def test_a_pod_charged_twice_does_not_keep_the_next_sandbox_from_starting(enviro
         ]
     finally:
         run(["kubectl", "delete", "pod", "phantom-charge", "-n", namespace, "--ignore-not-found", "--wait=false"])
+
+
+def _api_server_pid() -> int:
+    """The local cluster's kube-apiserver, from the pid file kwokctl keeps (tools/cluster.sh)."""
+    cache = Path(os.environ.get("SANDBOX_INFRA_CACHE", Path.home() / ".cache" / "sandbox-infra"))
+    pid_file = cache / "cluster" / "kwok" / "clusters" / "sandbox-infra" / "pids" / "kube-apiserver.pid"
+    pid = int(pid_file.read_text().strip())
+    assert Path(f"/proc/{pid}/exe").resolve().name == "kube-apiserver", f"{pid_file}: pid {pid} is not kube-apiserver"
+    return pid
+
+
+OUTAGE_SECONDS = 30
+
+
+def test_an_api_server_outage_during_an_update_ends_cleanly_and_the_next_up_converges(
+    environment: Environment,
+) -> None:
+    """The kube-apiserver stops answering (SIGSTOP: it keeps its port, so every request hangs rather than
+    being refused, the harder case for a client) for 30 s while an update creates sandboxes. The update
+    waits it out or fails by stack name, never with a traceback and never hanging; the next up converges
+    with every volume keeping its uid."""
+    assert environment.check_cluster() == []  # records the volumes' uids before the outage
+    for _ in range(3):
+        environment.roster.add(environment.rng)
+    environment.write_roster()
+    running = _start_up(environment, "--all")
+    namespaces = environment.namespaces
+    known = {o["metadata"]["uid"] for o in kubectl_json("get", "statefulsets", "-A")["items"]}
+    deadline = time.monotonic() + 300
+    # Stop the server once the update is creating the new sandboxes' objects.
+    while running.poll() is None and time.monotonic() < deadline:
+        items = kubectl_json("get", "statefulsets", "-A")["items"]
+        if any(o["metadata"]["namespace"] in namespaces and o["metadata"]["uid"] not in known for o in items):
+            break
+        time.sleep(0.2)
+    assert running.poll() is None, "the update ended before the outage could start"
+    pid = _api_server_pid()
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        time.sleep(OUTAGE_SECONDS)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    # kube-controller-manager and kube-scheduler give up their leader election after about 15 s without the
+    # server, and exit; a real cluster's kubelet restarts its control-plane pods, here `cluster.sh up` does.
+    run([str(REPO / "tools" / "cluster.sh"), "up"], timeout=600)
+    code, summary, stderr = _finish(running)
+
+    assert "Traceback" not in stderr, stderr[-3000:]
+    stacks = summary["stacks"]
+    assert isinstance(stacks, list)
+    if code != 0:  # a clean failure names each stack that failed and why
+        assert code == 1, stderr[-3000:]
+        failed = [s for s in stacks if s["status"] != "ok"]
+        assert failed and all(s["error"] for s in failed), stacks
+
+    round_ = Round(number=1, changes=["3 sandboxes added"], victim="kube-apiserver (stopped 30 s)", exit=code)
+    environment.converge(round_)
+    assert round_.problems == [], round_.problems
+    outcome = ", ".join(f"{s['stack']} {s['status']}" for s in stacks)
+    print(f"outage of {OUTAGE_SECONDS} s: the update exited {code} ({outcome}); the next up converged in "
+          f"{round_.converge_seconds} s")  # fmt: skip
