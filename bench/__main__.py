@@ -5,7 +5,10 @@ Options:
   --sizes 10,100   roster sizes for measurements 1 and 2
   --up-size N      size for measurements 3 and 4 (default 100; 0 skips them)
   --big-up         also `pulumi up` the largest size and time one more freelancer there (slow; at
-                   N = 1000 it did not finish here: see the README's scale section)
+                   N = 1000 it did not finish here: see docs/benchmarks.md)
+  --cap S          time limit of the default preview at N >= 1000 (default 300 s)
+  --no-skip-checkpoints  leave out the previews with PULUMI_SKIP_CHECKPOINTS=true
+  --output FILE    where to write the results (default bench/RESULTS.md)
   --keep           leave the temporary project, logs and raw profiles in place
 """
 

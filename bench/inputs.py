@@ -31,7 +31,6 @@ from sandbox_infra import limits
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 STACK_FILE = "config:\n  sandbox-infra:geminiApiKey: {secure: x}\n"
-TIMEOUT = 600
 
 
 @dataclass(frozen=True)

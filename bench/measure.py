@@ -95,11 +95,6 @@ def tree_rss_by_role(root: int) -> dict[str, int]:
     return usage
 
 
-def tree_rss(root: int) -> int:
-    """Resident bytes of ``root`` and all its descendants right now."""
-    return sum(tree_rss_by_role(root).values())
-
-
 class PeakSampler:
     """Samples a process tree's resident set in a background thread until stopped."""
 

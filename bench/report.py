@@ -1,4 +1,4 @@
-"""bench/RESULTS.md: one table per measurement, the machine, and the gap to the issue's targets."""
+"""bench/RESULTS.md: one table per measurement, the machine, and the gap to the scale targets (``TARGET_*``)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The measurements of ``python -m bench``, in the order the issue lists them.
+"""The measurements of ``python -m bench``, in the order of bench/RESULTS.md's tables.
 
 Every measured command runs in a fresh process tree (see :mod:`bench.measure`); helper commands
 (stack setup, cleanup) are not timed. Progress lines go to stdout as each measurement starts and ends.
@@ -366,7 +366,7 @@ def one_more_freelancer(
 
 
 def measure_client_stack(project: Project, options: Options, results: Results) -> None:
-    """The proposal's unit, measured: a stack holding one client of ``CLIENT_STACK_FREELANCERS`` (the
+    """The split layout's unit, measured: a stack holding one client of ``CLIENT_STACK_FREELANCERS`` (the
     generator's average client), up, then one more freelancer as in step 4. With one stack per client,
     this is what a one-freelancer roster change costs whatever the roster's size."""
     n = CLIENT_STACK_FREELANCERS

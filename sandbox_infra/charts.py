@@ -1,7 +1,7 @@
 """The platform's third-party Helm releases: chart, repository, exact version and values, in one place.
 
 Everything here is plain data computed from the stack settings (no Pulumi), so the plan, the unit tests
-and the policy pack read the same facts. ``releases.py`` declares each :class:`ReleasePlan` as a
+and the policy pack read the same facts. :mod:`sandbox_infra.services` declares each :class:`ReleasePlan` as a
 pulumi-kubernetes ``helm.v4.Chart``; nothing else in the program names a chart or a version.
 
 Versions are the releases whose CRDs the local cluster installs from ``tools/cluster/crds`` (see its README):

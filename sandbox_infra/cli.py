@@ -4,9 +4,11 @@
 (``Pulumi.<stack>.yaml``, for limits and which secrets are set) and reports every problem, one per line,
 as ``FILE:LINE:COL: PATH: MESSAGE``. ``plan`` lists the stacks a change touches; ``preview``, ``up`` and
 ``refresh`` run them (see :mod:`sandbox_infra.orchestrator`); ``drift`` previews every stack against the
-cluster as it is (a refreshing preview) and lists each object a person changed by hand. Exit status: 0
-success (for ``drift``: no drift), 1 invalid roster or a failed stack, 2 usage or settings error, 3 drift
-found.
+cluster as it is (a refreshing preview) and lists each object a person changed by hand. ``report``
+writes a roster pull request's change report (:mod:`sandbox_infra.report`), ``adopt`` moves resources
+into the stacks the plan names (:mod:`sandbox_infra.adoption`), and ``database-script`` prints the SQL a
+DBA runs for ``databaseRoles: existing``. Exit status: 0 success (for ``drift``: no drift), 1 invalid
+roster or a failed stack, 2 usage or settings error, 3 drift found.
 """
 
 from __future__ import annotations

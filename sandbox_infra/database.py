@@ -41,7 +41,7 @@ class DatabaseArgs:
     """Inputs of :class:`Database`."""
 
     plan: DatabasePlan
-    """Server, roles, records and the namespace of the Secrets (see :mod:`sandbox_infra.database_plan`)."""
+    """Server, roles and records (see :mod:`sandbox_infra.database_plan`)."""
     passwords: Mapping[str, pulumi.Input[str]]
     """Secret Outputs by role kind (``migrator``, ``api``, ``operator``, ``readonly``; ``admin`` when managed)."""
     migrations: tuple[Migration, ...]

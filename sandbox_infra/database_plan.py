@@ -201,8 +201,6 @@ class DatabasePlan:
     """True: pulumi-postgresql creates the roles, the database, the schema and the privileges."""
     admin_role: str
     roles: DatabaseRoles
-    secrets_namespace: str
-    """Where each service's connection string is kept (the platform namespace)."""
     records: Records
 
     def url(self, role: str, password: str) -> str:
@@ -277,7 +275,6 @@ def plan_database(roster: Roster, settings: StackSettings, tenants: Iterable[Ten
         roles_managed=settings.database_roles == "managed",
         admin_role=settings.database_admin_role,
         roles=DatabaseRoles.of(settings.database_name),
-        secrets_namespace=settings.platform_namespace,
         records=plan_records(roster, tenants),
     )
 

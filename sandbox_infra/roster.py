@@ -26,7 +26,6 @@ from sandbox_infra.settings import StackSettings
 from sandbox_infra.source import Diagnostic, InputError, PathKey, Positions, load_yaml
 from sandbox_infra.tiers import TIERS, Tier
 
-SCHEMA_URL = "roster.schema.json"
 _EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 # A stack group: part of a Pulumi stack name (<environment>-<group>); `client-` names the default groups.
 _STACK_GROUP = r"^[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?$"
@@ -183,18 +182,6 @@ def _message(error: ErrorDetails, path: PathKey) -> str:
     if kind in _TYPE_NAMES:
         return f"expected {_TYPE_NAMES[kind]}, got {type(error.get('input')).__name__} {value}"
     return str(error["msg"])
-
-
-@dataclass(frozen=True)
-class SandboxRef:
-    """A sandbox entry together with where it is in the roster."""
-
-    freelancer_index: int
-    sandbox_index: int
-
-    @property
-    def path(self) -> PathKey:
-        return ("freelancers", self.freelancer_index, "sandboxes", self.sandbox_index)
 
 
 @dataclass(frozen=True)

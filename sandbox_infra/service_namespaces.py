@@ -1,6 +1,6 @@
 """The platform services' namespaces and who may talk to whom, as plain data.
 
-Each namespace gets, from the component that declares it (``releases.PlatformNamespace``): Pod Security
+Each namespace gets, from the component that declares it (``services.PlatformNamespace``): Pod Security
 labels pinned to a version, a default-deny NetworkPolicy for both directions, DNS, traffic among its own
 pods, and then only the allows below. Every namespace is ``restricted`` except ``istio-system``, where
 Istio's CNI node agent and ztunnel program the nodes' pod networking (host network, NET_ADMIN) and nothing

@@ -7,7 +7,7 @@ open-source IaC scanner, pinned in requirements-scan.txt, run from its own virtu
 directory with all of its Kubernetes rules, and any failed check fails the run.
 
 Why checkov: it is maintained, installs from PyPI like the rest of the toolchain, and its Kubernetes rules
-are the CIS-derived ones the hardening issue was found with (readiness probes, digests, secrets as files,
+are the CIS-derived ones docs/hardening.md lists (readiness probes, digests, secrets as files,
 pull policy, high UIDs, default service accounts). kube-linter is not served by the Go module proxy here,
 and kube-score, which is, has no digest or secrets-as-files rule.
 
@@ -36,7 +36,7 @@ SCANNER = REPO / ".venv-scan" / "bin" / "checkov"
 EXAMPLE_ROSTER = REPO / "roster.yaml"
 
 EXCEPTIONS: dict[str, str] = {}
-"""checkov rule id -> why the platform does not follow it (listed in docs/hardening.md). None so far."""
+"""checkov rule id -> why the platform does not follow it (listed in docs/hardening.md)."""
 
 SECRET_PLACEHOLDER = "<a Pulumi secret, not written out>"
 _SECRET_SIG = "4dabf18193072939515e22adb298388d"

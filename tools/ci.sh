@@ -7,7 +7,7 @@
 #   comment   the pull request comment: $OUT/comment.md (report + the preview when it ran)
 #   post      create or update, in place, the one comment on pull request PR         (PR=n; gh, GH_TOKEN)
 #   deploy    up of the stacks changed since BASE (default: the last successful deployment, else all)
-#   drift     preview --refresh of every stack (SHARD=i/n), failing on any change    (SHARD=i/n)
+#   drift     `python -m sandbox_infra drift` of every stack, failing on any drift   (SHARD=i/n)
 # Settings come from the environment: ENVIRONMENT (default dev), OUT (default out), BASE, PR, SHARD.
 # Credentials too, and only from there (repository secrets or OIDC in CI), never printed: PULUMI_BACKEND_URL,
 # PULUMI_CONFIG_PASSPHRASE (or a KMS secrets provider's own credentials), and KUBECONFIG (a path) or

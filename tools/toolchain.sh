@@ -3,9 +3,9 @@
 #   - the Python virtualenv (requirements-dev.txt), cached per requirements hash and linked as .venv, and the
 #     scanner's (requirements-scan.txt, linked as .venv-scan);
 #   - the Pulumi CLI and the Python language host, from the Go module proxy (wrapper modules in tools/go/);
-#   - the kubernetes resource plugin, built from its provider module and installed into PULUMI_HOME.
-# Idempotent: with nothing changed a second run only checks markers and takes seconds.
+#   - the kubernetes resource plugin, built from its provider module and installed into PULUMI_HOME;
 #   - actionlint, the workflow checker of `make lint`, from the Go module proxy (tools/go/actionlint).
+# Idempotent: with nothing changed a second run only checks markers and takes seconds.
 # Usage: tools/toolchain.sh [bin-dir|venv|actionlint]   (bin-dir: print the directory holding `pulumi` and exit;
 #        venv: only the Python virtualenv, seconds to a minute: all that check and unit tests need;
 #        actionlint: only actionlint (about 30 s once), then print its path: what `make lint` adds to the venv)

@@ -146,7 +146,7 @@ def test_a_change_to_one_client_runs_only_its_stack(environment: Environment) ->
 
 
 def _single_stack_layout(tmp_path: Path, name: str) -> Environment:
-    """An environment as earlier versions ran it: `pulumi up` of one stack holding everything."""
+    """An environment in the single-stack layout (``slice: all``, what ``adopt`` splits): one stack holding everything."""
     environment = _environment(tmp_path, name, {"slice": "all"})
     try:
         run(

@@ -40,7 +40,6 @@ instead of stalling the test run. Not a performance assertion: bench/inputs.py m
 # --- structured rosters -------------------------------------------------------------------------------
 
 uuids = st.uuids().map(str)
-quantities = st.sampled_from(["1", "2", "500m", "1.5", "4Gi", "512Mi", "6Gi", "12Gi", "1e3", "0", "-1", "1Ei", "x"])
 
 
 @st.composite

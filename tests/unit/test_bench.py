@@ -1,7 +1,7 @@
 """The benchmark's own logic: the roster generator, the summary parsers, the sampler and the report.
 
-The measurements themselves run with `make bench`; these tests make sure what they measure is what the
-issue asks for (a valid roster of the right shape) and that their numbers are read and reported right.
+The measurements themselves run with `make bench`; these tests make sure they measure what the scale
+targets are about (a valid roster of the right shape) and that their numbers are read and reported right.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """Every crash and stall the input fuzzers found (tests/unit/test_input_fuzz.py), pinned as an explicit case,
 and the limits of sandbox_infra/limits.py, each broken once, through ``python -m sandbox_infra check``.
 
-Before the fix each of these ended in a Python traceback (or, for the alias bomb, ran until killed); now
-each is one diagnostic naming the file, line and column, and exit code 1.
+Unguarded, each of these ends in a Python traceback (or, for the alias bomb, runs until killed); the check
+makes each one diagnostic naming the file, line and column, and exit code 1. "Unguarded:" notes say what
+the case would otherwise do.
 """
 
 from __future__ import annotations
@@ -64,11 +65,11 @@ def both_parsers(text: str) -> list[str]:
     return results[0]
 
 
-# --- YAML features the loader did not handle ---------------------------------------------------------
+# --- YAML features a roster does not hold ------------------------------------------------------------
 
 
 def test_merge_key_is_an_error_not_a_traceback(tmp_path: Path) -> None:
-    """Was: ConstructorError (no constructor for tag:yaml.org,2002:merge)."""
+    """Unguarded: ConstructorError (no constructor for tag:yaml.org,2002:merge)."""
     text = f"version: 1\ndefaults: &d {{name: Acme}}\nclients:\n  - <<: *d\n    id: {ACME}\n"
     code, out = check(tmp_path, text)
     assert code == 1
@@ -78,13 +79,13 @@ def test_merge_key_is_an_error_not_a_traceback(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("value", "tag"),
     [
-        ("!!python/object:os.system 1", "!!python/object:os.system"),  # was: ConstructorError
-        ("!foo 1", "!foo"),  # was: ConstructorError
-        ("!!binary aGVsbG8=", "!!binary"),  # was: accepted as bytes
-        ("!!set {a, b}", "!!set"),  # was: accepted as a mapping
-        ("!!omap [a: 1]", "!!omap"),  # was: accepted as a list
-        ("!!map 1", "!!map"),  # was: ConstructorError
-        ("=", "!!value"),  # a plain '=' resolves to YAML 1.1's value tag; was: ConstructorError
+        ("!!python/object:os.system 1", "!!python/object:os.system"),  # unguarded: ConstructorError
+        ("!foo 1", "!foo"),  # unguarded: ConstructorError
+        ("!!binary aGVsbG8=", "!!binary"),  # unguarded: accepted as bytes
+        ("!!set {a, b}", "!!set"),  # unguarded: accepted as a mapping
+        ("!!omap [a: 1]", "!!omap"),  # unguarded: accepted as a list
+        ("!!map 1", "!!map"),  # unguarded: ConstructorError
+        ("=", "!!value"),  # a plain '=' resolves to YAML 1.1's value tag; unguarded: ConstructorError
     ],
 )
 def test_unsupported_tags(tmp_path: Path, value: str, tag: str) -> None:
@@ -99,13 +100,13 @@ def test_unsupported_tags(tmp_path: Path, value: str, tag: str) -> None:
 @pytest.mark.parametrize(
     ("value", "what"),
     [
-        ("!!int abc", "'abc' as an integer"),  # was: ValueError
-        ("!!int ''", "'' as an integer"),  # was: IndexError
-        ("!!bool maybe", "'maybe' as true or false"),  # was: KeyError
-        ("!!float x", "'x' as a number"),  # was: ValueError
-        ("!!timestamp 1", "'1' as a date"),  # was: AttributeError
-        ("2020-02-30", "'2020-02-30' as a date"),  # an implicit date that does not exist; was: ValueError
-        ("2001-12-14t21:59:43.10-99:00", "'2001-12-14t21:59:43.10-99:00' as a date"),  # was: ValueError
+        ("!!int abc", "'abc' as an integer"),  # unguarded: ValueError
+        ("!!int ''", "'' as an integer"),  # unguarded: IndexError
+        ("!!bool maybe", "'maybe' as true or false"),  # unguarded: KeyError
+        ("!!float x", "'x' as a number"),  # unguarded: ValueError
+        ("!!timestamp 1", "'1' as a date"),  # unguarded: AttributeError
+        ("2020-02-30", "'2020-02-30' as a date"),  # an implicit date that does not exist; unguarded: ValueError
+        ("2001-12-14t21:59:43.10-99:00", "'2001-12-14t21:59:43.10-99:00' as a date"),  # unguarded: ValueError
     ],
 )
 def test_unreadable_scalars(tmp_path: Path, value: str, what: str) -> None:
@@ -115,7 +116,7 @@ def test_unreadable_scalars(tmp_path: Path, value: str, what: str) -> None:
 
 
 def test_integer_longer_than_python_converts(tmp_path: Path) -> None:
-    """Was: ValueError (exceeds the limit of 4300 digits for integer string conversion)."""
+    """Unguarded: ValueError (exceeds the limit of 4300 digits for integer string conversion)."""
     code, out = check(tmp_path, "version: " + "9" * 5000 + "\n")
     assert code == 1
     assert out == ["roster.yaml:1:10: version: 5,000 characters long (at most 4,096: docs/roster.md#limits)"]
@@ -123,7 +124,7 @@ def test_integer_longer_than_python_converts(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("char", ["\x00", "\x07", "\x1b", "\x7f", "\x9f", "\ufffe"])
 def test_control_character(tmp_path: Path, char: str) -> None:
-    """Was: ReaderError, which is not a MarkedYAMLError, so it escaped as a traceback."""
+    """Unguarded: ReaderError, which is not a MarkedYAMLError, so it escapes as a traceback."""
     code, out = check(tmp_path, f"version: 1\nclients: []\nfreelancers: [x{char}]\n")
     assert code == 1
     assert out == [
@@ -132,7 +133,7 @@ def test_control_character(tmp_path: Path, char: str) -> None:
 
 
 def test_control_characters_in_keys_stay_escaped(tmp_path: Path) -> None:
-    """A quoted key may hold anything; the diagnostic stays one printable line (was: a raw newline and ESC)."""
+    """A quoted key may hold anything; the diagnostic stays one printable line (unguarded: a raw newline and ESC)."""
     code, out = check(tmp_path, 'version: 1\n"a\\nb\\e[31m": 1\n')
     assert code == 1
     assert out == [
@@ -170,7 +171,7 @@ def test_bom_and_line_ends_do_not_move_positions(tmp_path: Path, newline: str, b
 
 
 def test_recursive_alias(tmp_path: Path) -> None:
-    """Was: RecursionError."""
+    """Unguarded: RecursionError."""
     code, out = check(tmp_path, hostile.recursive_alias())
     assert code == 1
     assert out == ["roster.yaml:2:14: alias *a repeats a collection that contains it"]
@@ -179,7 +180,7 @@ def test_recursive_alias(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("document", "position"),
     [
-        (hostile.deep_flow(5000), "2:42"),  # was: RecursionError
+        (hostile.deep_flow(5000), "2:42"),  # unguarded: RecursionError
         (hostile.deep_flow(limits.MAX_DEPTH + 1), "2:42"),
         (hostile.deep_block(100), "35:67"),
         (hostile.deep_compact(100), "3:67"),
@@ -197,7 +198,7 @@ def test_nesting_at_the_limit_is_read() -> None:
 
 
 def test_alias_bomb_stops_at_the_node_limit(tmp_path: Path) -> None:
-    """Nine levels of nine aliases: 387 million nodes once expanded. Was: ran until killed (hours, gigabytes)."""
+    """Nine levels of nine aliases: 387 million nodes once expanded. Unguarded: runs until killed (hours, gigabytes)."""
     code, out = check(tmp_path, hostile.alias_bomb(9, 9))
     assert code == 1
     assert out == [
@@ -276,7 +277,7 @@ def test_email_fits_its_database_column(tmp_path: Path) -> None:
 
 
 def test_sandboxes_that_are_not_a_list(tmp_path: Path) -> None:
-    """Was: the freelancer silently left out of a roster reported valid."""
+    """Unguarded: the freelancer is silently left out of a roster reported valid."""
     code, out = check(tmp_path, SANDBOX.replace("    sandboxes:\n      - client: " + ACME, "    sandboxes: abc"))
     assert code == 1
     assert out == ["roster.yaml:6:16: freelancers[0].sandboxes: expected a list, got str"]
@@ -285,9 +286,9 @@ def test_sandboxes_that_are_not_a_list(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("resources", "message"),
     [
-        # Was: decimal.Overflow.
+        # Unguarded: decimal.Overflow.
         ("{cpu: '1', memory: 1e999999999}", "'1e999999999' is not a Kubernetes quantity (exponent out of range)"),
-        # Was: a valid roster whose plan failed (a 100,000-digit number has no str()).
+        # Unguarded: a valid roster whose plan failed (a 100,000-digit number has no str()).
         ("{cpu: '1e99999', memory: 1Gi}", "'1e99999' is not a Kubernetes quantity (exponent out of range)"),
         ("{cpu: '1', memory: 8Ei}", "'8Ei' is out of range for a Kubernetes quantity (at most 2^63-1)"),
     ],
@@ -303,7 +304,7 @@ def test_quantities_out_of_range(tmp_path: Path, resources: str, message: str) -
 
 
 def test_previous_roster_of_the_wrong_shape(tmp_path: Path) -> None:
-    """Was: TypeError ('int' object is not iterable) in check --previous."""
+    """Unguarded: TypeError ('int' object is not iterable) in check --previous."""
     previous = tmp_path / "previous.yaml"
     previous.write_text("version: 1\nclients: 5\nfreelancers: [{sandboxes: 7}]\n")
     code, out = check(tmp_path, "version: 1\n", "--previous", str(previous))

@@ -1,8 +1,8 @@
 """The Kubernetes scanner `make lint` runs (tests/scanner.py): clean on the example, and able to fail.
 
 These run the real checkov (from .venv-scan, which `make venv` installs): a scanner that could not find
-anything would pass every run, so one test hands it a manifest broken in each of the six ways the
-hardening issue found, and expects exactly those six rules to fail.
+anything would pass every run, so one test hands it a manifest broken in each of the six ways
+docs/hardening.md lists, and expects exactly those six rules to fail.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from tests.conftest import REPO
 
 GRACE = "64a1e28f-6dcb-41fe-a9d2-33558e10fc1d"
 ACME = "0b0e5a4e-2f7d-4a53-9d0e-6f1c2b7a9c11"
-# The six findings of the hardening issue, as checkov names them.
+# The six hardening findings (docs/hardening.md), as checkov names them.
 HARDENING_RULES = {
     "CKV_K8S_9": "Readiness Probe Should be Configured",
     "CKV_K8S_43": "Image should use digest",
@@ -97,7 +97,7 @@ def test_exceptions_are_one_rule_each_with_a_reason_listed_in_the_docs() -> None
     for rule, reason in scanner.EXCEPTIONS.items():
         assert scanner.RULE_ID.match(rule) and reason.strip()
         assert f"`{rule}`" in docs
-        assert rule not in HARDENING_RULES  # the issue's findings are fixed, never excepted
+        assert rule not in HARDENING_RULES  # these findings are fixed, never excepted
     command = scanner.command(Path("manifests"))
     assert ("--skip-check" in command) == bool(scanner.EXCEPTIONS)
     assert "--skip-download" in command  # offline: no rule updates fetched behind the pin

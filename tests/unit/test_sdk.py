@@ -79,7 +79,6 @@ SDK_WAIT_FOR_RPCS = pulumi.runtime.stack.wait_for_rpcs
 """The SDK's own function, taken at collection, before any test runs ``main`` (which replaces it)."""
 
 Wait = Callable[[], Coroutine[Any, Any, None]]
-WAITS: dict[str, Wait] = {"sdk": SDK_WAIT_FOR_RPCS, "linear": linear_wait_for_rpcs}
 
 
 @pytest.fixture(autouse=True)
