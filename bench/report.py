@@ -287,7 +287,7 @@ def _targets(results: Results) -> list[str]:
         )
     if not rows:
         return []
-    return ["## Targets (issue #6)", "", "| target | goal | measured | gap |", "| --- | --- | --- | --- |", *rows, ""]
+    return ["## Targets", "", "| target | goal | measured | gap |", "| --- | --- | --- | --- |", *rows, ""]
 
 
 def _profile_section(results: Results) -> list[str]:
