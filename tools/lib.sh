@@ -4,8 +4,9 @@
 set -euo pipefail
 
 TOOLS_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck disable=SC2034 # used by the scripts that source this file
 REPO_DIR="$(cd "$TOOLS_DIR/.." && pwd)"
-# shellcheck source=versions.env
+# shellcheck source=tools/versions.env
 source "$TOOLS_DIR/versions.env"
 
 # Everything built or downloaded lives outside the checkout, so a fresh clone (CI) reuses it.

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make lint` (and the lint steps of `make test`): ruff, ruff format --check, mypy --strict over the Python;
-# actionlint over .github/workflows, with shellcheck on every `run:` block; shellcheck over the CI script.
+# actionlint over .github/workflows, with shellcheck on every `run:` block; shellcheck over every script in tools/.
 # Needs the virtualenv (shellcheck comes in it, from PyPI) and actionlint, which tools/toolchain.sh builds
 # on first use (Go, about 30 s, cached; `make toolchain` builds it too).
 # shellcheck source=tools/lib.sh
@@ -12,5 +12,5 @@ step "ruff format --check" "$venv/ruff" format --check .
 step "mypy --strict" "$venv/mypy"
 actionlint="$("$TOOLS_DIR/toolchain.sh" actionlint)"
 step "actionlint (shellcheck on run: blocks)" "$actionlint" -shellcheck "$venv/shellcheck" -no-color
-step "shellcheck tools/ci.sh tools/lint.sh" "$venv/shellcheck" -x tools/ci.sh tools/lint.sh
+step "shellcheck tools/*.sh" "$venv/shellcheck" -x tools/*.sh
 step "kubernetes scanner (checkov)" "$venv/python" -m tests.scanner

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Prints the shell exports that let a person run `pulumi` exactly as the tooling does:
 #   eval "$(tools/pulumi-env.sh)"     (or: eval "$(make -s env)", which adds kubectl and the cluster)
+# shellcheck source=tools/lib.sh
 source "$(dirname "$0")/lib.sh"
 
 bin_dir="$("$TOOLS_DIR/toolchain.sh" bin-dir)"

@@ -9,6 +9,7 @@
 # Usage: tools/toolchain.sh [bin-dir|venv|actionlint]   (bin-dir: print the directory holding `pulumi` and exit;
 #        venv: only the Python virtualenv, seconds to a minute: all that check and unit tests need;
 #        actionlint: only actionlint (about 30 s once), then print its path: what `make lint` adds to the venv)
+# shellcheck source=tools/lib.sh
 source "$(dirname "$0")/lib.sh"
 
 pulumi_key="$(content_key "$TOOLS_DIR/versions.env" \
@@ -76,7 +77,7 @@ build_kubernetes_provider() {
   # The module cache is read-only and `go generate` writes the embedded schema, so build from a copy.
   cp -r "$src/." "$work/" && chmod -R u+w "$work"
   (
-    cd "$work"
+    cd "$work" || exit
     # Upstream replaces its own Go SDK with the sibling directory ../sdk, which is not part of the
     # provider module: use the released SDK module the provider's go.mod already requires instead.
     go mod edit -dropreplace=github.com/pulumi/pulumi-kubernetes/sdk/v4

@@ -5,12 +5,13 @@
 # `make preview` (--preview): the same check, then a preview of the stacks the change touches (BASE=<git
 # revision or roster file>; every stack without it): what a roster pull request shows its reviewers.
 # Assumes `make toolchain cluster-up` ran. Usage: tools/up.sh [--preview] [ENVIRONMENT]
+# shellcheck source=tools/lib.sh
 source "$(dirname "$0")/lib.sh"
 preview=false
 if [[ "${1:-}" == "--preview" ]]; then preview=true; shift; fi
 environment="${1:-dev}"
 eval "$("$TOOLS_DIR/env.sh")"
-cd "$REPO_DIR"
+cd "$REPO_DIR" || exit
 
 roster="$(python -c 'import sys,yaml; c=(yaml.safe_load(open(sys.argv[1])) or {}).get("config") or {}; print(c.get("sandbox-infra:roster","roster.yaml"))' "Pulumi.$environment.yaml")"
 step "check the roster" python -m sandbox_infra check --stack "$environment" "$roster"
