@@ -50,12 +50,14 @@ from sandbox_infra.recovery import (
     stale_reason,
     torn_sidecars,
 )
+from sandbox_infra.roster import SandboxState
 from sandbox_infra.settings import StackSettings
 
 OPERATIONS = ("preview", "up", "refresh")
 POLICY_PACK = "policies/serve"
 DIGEST_POLICY = "kubernetes-core-v1-pod-images-by-digest"
 """The pack's digest rule (a test checks the pack has it: the program never imports the pack)."""
+STATEFULSET_TYPE = "kubernetes:apps/v1:StatefulSet"
 QUOTA_RACE = "Operation cannot be fulfilled on resourcequotas"
 QUOTA_RACE_RETRIES = 2
 # What one stack's run holds in memory at most (engine, program, provider, policy pack; about 600 MiB
@@ -189,6 +191,8 @@ class Orchestrator:
         self.progress_every = progress_every
         self._lock = threading.Lock()
         self._policy_configs: list[str] | None = None
+        self._plan: Plan | None = None
+        """The plan of the run in progress (which sandboxes each stack declares)."""
         self._env = {**ENGINE_ENV, **{k: v for k, v in environ.items() if k.startswith("PULUMI_K8S_")}}
         self._backend_dir = backend_directory(environ.get("PULUMI_BACKEND_URL"))
         self._project = _project_name(environment.project_dir)
@@ -276,6 +280,7 @@ class Orchestrator:
         if operation == "up":
             self._refuse_unadopted(runs)
         self._prepare(plan, runs)
+        self._plan = plan
         with (
             handoff.plan_directory() as plan_dir,
             tempfile.TemporaryDirectory(prefix="sandbox-infra-policy-config-") as config_dir,
@@ -384,7 +389,9 @@ class Orchestrator:
             refused = ""
             try:
                 if operation in ("up", "refresh"):
-                    self._recover(run)
+                    deployment = self._recover(run)
+                    if operation == "up":
+                        self._release_removed_compute(run, deployment)
                 run.changes = self._operation(stack, operation, refresh, output.append, on_event)
                 run.status = "ok"
                 run.error = None
@@ -441,15 +448,16 @@ class Orchestrator:
             self._say(f"{run.stack}: {note}")
         return True
 
-    def _recover(self, run: StackRun) -> None:
+    def _recover(self, run: StackRun) -> dict[str, Any]:
         """Before an update or refresh: release the stack's stale locks and resolve the pending operations
         an interrupted update left in its state (see :mod:`sandbox_infra.recovery`). Refuses, naming the
-        stack, while another run holds it."""
+        stack, while another run holds it. Returns the stack's deployment as the update will find it."""
         self._check_locks(run)
         exported = json.loads(self._pulumi(["stack", "export", "--stack", run.stack]))
         repair = plan_repair(exported)
         if repair is None:
-            return
+            deployment: dict[str, Any] = exported.get("deployment") or {}
+            return deployment
         # The pending operations may be a running update's (one that started after the first check): its
         # lock says so. Importing a state takes the lock, so an update starting from here on refuses it.
         self._check_locks(run)
@@ -465,6 +473,25 @@ class Orchestrator:
         note = f"an earlier update was interrupted: {repair.describe()}"
         run.recovered.append(note)
         self._say(f"{run.stack}: {note}")
+        return dict(repair.deployment.get("deployment") or {})
+
+    def _release_removed_compute(self, run: StackRun, deployment: Mapping[str, Any]) -> None:
+        """Delete the StatefulSets of sandboxes the roster no longer runs (archived, or removed) before the
+        update itself. The engine deletes what a program no longer declares only after every create and
+        update, so without this a sandbox added in the same change must start while the archived ones'
+        pods still hold the client's quota: refused "exceeded quota", its StatefulSet never becomes ready
+        and the update waits out the engine's timeout (found by the crash soak). Their volumes stay:
+        only the StatefulSets go, as the update would delete them anyway."""
+        slice_plan = self._plan.slice(run.slice) if self._plan is not None else None
+        if slice_plan is None:
+            return
+        declared = {s.name for s in slice_plan.sandboxes() if s.state is not SandboxState.ARCHIVED}
+        removed = removed_statefulsets(deployment, declared)
+        if not removed:
+            return
+        targets = [arg for urn in removed for arg in ("--target", urn)]
+        self._pulumi(["destroy", "--stack", run.stack, "--yes", "--skip-preview", "--non-interactive", *targets])
+        self._say(f"{run.stack}: released the compute of {len(removed)} sandbox(es) the roster no longer runs, first")
 
     def _check_locks(self, run: StackRun) -> None:
         """File backends: remove the stack's provably stale locks; refuse while a live one holds it. (Other
@@ -515,6 +542,18 @@ class Orchestrator:
             detail = ", ".join(f"{r.stack} ({r.steps} steps)" for r in running[:4])
             more = f" and {len(running) - 4} more" if len(running) > 4 else ""
             self._say(f"{time.monotonic() - started:.0f}s: {done}/{len(runs)} stacks done; running {detail}{more}")
+
+
+def removed_statefulsets(deployment: Mapping[str, Any], declared: set[str]) -> list[str]:
+    """URNs of the StatefulSets a stack's state records whose names the plan no longer declares."""
+    urns = []
+    for resource in deployment.get("resources") or []:
+        if resource.get("type") != STATEFULSET_TYPE or resource.get("delete"):
+            continue
+        name = str(resource.get("id", "")).rsplit("/", 1)[-1]
+        if name and name not in declared:
+            urns.append(str(resource["urn"]))
+    return urns
 
 
 def _project_name(project_dir: Path) -> str:

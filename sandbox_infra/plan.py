@@ -94,7 +94,7 @@ class SandboxPlan:
 
 @dataclass(frozen=True)
 class QuotaBudget:
-    """What a client's namespace may hold: the sum over its sandboxes, plus one sandbox's worth of slack."""
+    """What a client's namespace may hold: the sum over its sandboxes, plus room for one more pod."""
 
     compute: Resources
     """Sum of the pod budgets of its active and suspended sandboxes."""
@@ -103,12 +103,19 @@ class QuotaBudget:
     storage: Decimal
     """Sum of the requested volume sizes, in bytes."""
     headroom: Resources = ZERO
-    """The largest of those pod budgets, resource by resource, added to the compute quota. Under load the
-    API server can charge a pod's create twice (the StatefulSet controller's create times out on its side
-    but succeeds, its retry is refused "already exists" after quota admission charged it again) and keeps
-    the charge until the quota controller recounts; with a quota of exactly the sum, the namespace's next
-    sandbox pod is refused "exceeded quota" meanwhile. One sandbox's budget absorbs one such charge
-    (docs/reliability.md, "Load"); nothing but the platform creates pods in a client namespace."""
+    """The largest pod budget of any of its sandboxes, archived ones included, resource by resource, added
+    to the compute quota: room for one pod the sum does not count, while it exists.
+
+    - An update that archives a sandbox and adds another: the engine deletes what the roster no longer
+      declares (the archived sandbox's StatefulSet) only after every create, so the new sandbox's pod must
+      be admitted while the archived one's still runs; with a quota of exactly the new sum, it is refused
+      "exceeded quota" and the update waits on it until the engine gives up (found by the crash soak).
+    - Under load the API server can charge a pod's create twice (the StatefulSet controller's create times
+      out on its side but succeeds, its retry is refused "already exists" after quota admission charged
+      it again) and keeps the charge until the quota controller recounts (docs/reliability.md, "Load").
+
+    One pod's worth covers one such pod per namespace at a time. Nothing but the platform creates pods in
+    a client namespace (sandboxes have no API token), so the room is not anyone's to use."""
 
     def hard(self) -> dict[str, str]:
         """The ResourceQuota ``spec.hard``. Extended resources only have a requests form."""
@@ -300,7 +307,7 @@ def plan_sandbox(freelancer: Freelancer, entry: SandboxEntry, settings: StackSet
 
 def quota(sandboxes: tuple[SandboxPlan, ...]) -> QuotaBudget:
     """A namespace's quota: the sum of its sandboxes' budgets, volume allowances and sizes, and the largest
-    budget again as headroom (see :attr:`QuotaBudget.headroom`).
+    budget of any of them again as headroom (see :attr:`QuotaBudget.headroom`).
 
     Suspended sandboxes keep their compute reservation (resuming must never fail on quota); archived
     ones keep only their volumes.
@@ -309,7 +316,7 @@ def quota(sandboxes: tuple[SandboxPlan, ...]) -> QuotaBudget:
     for sandbox in sandboxes:
         if sandbox.state is not SandboxState.ARCHIVED:
             compute += sandbox.resources.pod
-            headroom = headroom.largest(sandbox.resources.pod)
+        headroom = headroom.largest(sandbox.resources.pod)
         pvcs += TIERS[sandbox.tier].pvcs
         storage += parse_quantity(sandbox.workspace.size) + parse_quantity(sandbox.home.size)
     return QuotaBudget(compute=compute, pvcs=pvcs, storage=storage, headroom=headroom)

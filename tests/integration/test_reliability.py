@@ -285,3 +285,25 @@ def test_an_api_server_outage_during_an_update_ends_cleanly_and_the_next_up_conv
     outcome = ", ".join(f"{s['stack']} {s['status']}" for s in stacks)
     print(f"outage of {OUTAGE_SECONDS} s: the update exited {code} ({outcome}); the next up converged in "
           f"{round_.converge_seconds} s")  # fmt: skip
+
+
+def test_archiving_and_adding_sandboxes_of_one_client_in_one_change_fits_its_quota(environment: Environment) -> None:
+    """Both of a client's sandboxes archived and one added in one change. The engine deletes what the
+    roster no longer runs only after every create, so the new pod would have to fit beside both archived
+    ones, which the quota (the new sum plus one pod of headroom) does not allow: it was refused "exceeded
+    quota" until the engine gave up after 10 minutes. The orchestrator releases the archived sandboxes'
+    compute first; their volumes stay."""
+    first = environment.roster.clients[0]
+    archived = [p for p in environment.roster.freelancers if p["sandboxes"][0]["client"] == first]
+    assert len(archived) == 2
+    for person in archived:
+        person["sandboxes"][0]["state"] = "archived"
+    environment.roster.add(environment.rng)  # the fifth freelancer: the first client's
+    environment.write_roster()
+
+    code, _, stderr = environment.sandbox("up", "--only", f"client-{first}", check=False)
+    assert code == 0, stderr[-3000:]
+    assert "released the compute of 2 sandbox(es) the roster no longer runs, first" in stderr
+    round_ = Round(number=1, changes=["2 archived, 1 added"], victim="none", exit=code)
+    environment.converge(round_)
+    assert round_.problems == [], round_.problems

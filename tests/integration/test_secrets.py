@@ -1,18 +1,18 @@
 """No secret in plain text anywhere a run leaves something: files, command output, logs, the cluster.
 
-Known test secrets are set (the default Gemini key, a client's own key, and the password of each
-database role, in a scratch database of the local PostgreSQL; each typed on stdin as a person would,
-never on a command line); then a full run: the roster check, plan, up, a second up,
-previews (text, JSON, refreshing), drift, refresh, the stack's outputs and export, and the benchmark's
-one-freelancer-change measurement (bench/stacks.py, as ``--quick`` runs it, at a small size). Every
-process runs with its own HOME, PULUMI_HOME (the plugins linked in), TMPDIR and backend, so every file
-the run writes is under one directory, and all of it is searched: each file as it is, gzip-compressed
-files (Pulumi's logs before it knows a stack) decompressed, Pulumi's encrypted logs decrypted with the
-stack's key; every command's output; every object in the environment's namespaces (its clients' and its
-own platform namespace) and their events. Each secret is looked for as written and base64-encoded at
-every alignment (Kubernetes Secret data, or a value inside any base64 blob). Positive controls show the
-search finds what is there: the Kubernetes Secrets meant to hold them do, and ``pulumi stack export
---show-secrets`` prints the keys.
+Known test secrets are set (the default Gemini key, a client's own key, and the password of each database
+role, in a scratch database of the local PostgreSQL; each typed on stdin as a person would, never on a
+command line); then a full run: the roster check, plan, up, a second up, previews (text, JSON, refreshing),
+drift, refresh, the stack's outputs and export, a roster pull request's report, preview and comment, and the
+benchmark's one-freelancer-change measurement (bench/stacks.py, as ``--quick`` runs it, at a small size).
+Every process runs with its own HOME, PULUMI_HOME (the plugins linked in), TMPDIR and backend, so every file
+the run writes is under one directory, and all of it is searched: each file as it is, gzip-compressed files
+(Pulumi's logs before it knows a stack) decompressed, Pulumi's encrypted logs decrypted with the stack's
+key; every command's output; every object in the environment's namespaces (its clients' and its own platform
+namespace) and their events. Each secret is looked for as written and base64-encoded at every alignment
+(Kubernetes Secret data, or a value inside any base64 blob). Positive controls show the search finds what is
+there: the Kubernetes Secrets meant to hold them do, and ``pulumi stack export --show-secrets`` prints the
+keys.
 """
 
 from __future__ import annotations
@@ -201,6 +201,7 @@ def test_no_secret_appears_in_plain_text_anywhere_a_run_leaves_something(isolate
     for stack in stacks:
         run(f"stack output {stack}", [*pulumi, "stack", "output", "--stack", stack, "--json"])
         run(f"stack export {stack}", [*pulumi, "stack", "export", "--stack", stack])
+    _pull_request(run, roster)
     _bench_change(run, default_key)
 
     # Positive controls: the search finds each key where it must be.
@@ -228,6 +229,33 @@ def test_no_secret_appears_in_plain_text_anywhere_a_run_leaves_something(isolate
     # is encrypted with the stack's own secrets key, like the secrets in its state (docs/reliability.md).
     print(f"in the platform stack's encrypted debug log, once decrypted: {len(in_platform_log)} finding(s)")
     assert places["files"] > 100 and places["decrypted logs"] > 5 and places["cluster objects"] > 40, places
+
+
+def _pull_request(run: Run, roster: dict[str, object]) -> None:
+    """What a roster pull request produces, as its workflow's steps do (tools/ci.sh): the change report in
+    both forms, the preview's JSON summary and the comment built from them, into files under the run."""
+    out = run.root / "out"
+    out.mkdir()
+    base = run.project / "base-roster.yaml"
+    base.write_text((run.project / "roster.yaml").read_text())
+    freelancers = roster["freelancers"]
+    assert isinstance(freelancers, list)
+    added = {
+        "id": str(uuid.uuid4()),
+        "email": "pr@example.com",
+        "sandboxes": [{"client": run.clients[1], "tier": "basic"}],
+    }
+    (run.project / "roster.yaml").write_text(
+        yaml.safe_dump({**roster, "freelancers": [*freelancers, added]}, sort_keys=False)
+    )
+    common = ["--env", NAME, "--base", str(base)]
+    run.sandbox("report (markdown)", "report", *common, "--output", str(out / "report.md"))
+    run.sandbox("report (json)", "report", *common, "--format", "json", "--output", str(out / "report.json"))
+    (out / "preview.json").write_text(run.sandbox("preview --base (json)", "preview", *common, "--json"))
+    run.sandbox(
+        "comment", "report", *common, "--preview", str(out / "preview.json"), "--output", str(out / "comment.md")
+    )
+    assert "pr@example.com" in (out / "comment.md").read_text()  # the comment reports the change
 
 
 def _bench_change(run: Run, key: str) -> None:

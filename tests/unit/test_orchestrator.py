@@ -203,3 +203,22 @@ def test_drift_is_listed_by_stack_with_the_command_that_restores_it(environment:
     assert lines[2].endswith(f"python -m sandbox_infra up --env dev --refresh --only client-{ACME}")
     assert _drift_lines(environment, [clean], []) == "no drift: the cluster matches every stack of dev (1 checked)"
     assert DRIFT_FOUND not in (0, 1, 2)  # distinct from success, failure and usage errors
+
+
+def test_the_statefulsets_of_sandboxes_no_longer_run_are_found_in_the_state() -> None:
+    from sandbox_infra.orchestrator import STATEFULSET_TYPE, removed_statefulsets
+
+    def resource(typ: str, name: str, **extra: object) -> dict[str, object]:
+        return {"urn": f"urn:{typ}::{name}", "type": typ, "id": f"client-a/{name}", **extra}
+
+    deployment = {
+        "resources": [
+            resource(STATEFULSET_TYPE, "sandbox-kept"),
+            resource(STATEFULSET_TYPE, "sandbox-archived"),
+            resource(STATEFULSET_TYPE, "sandbox-deleting", delete=True),  # a replaced one, already going
+            resource("kubernetes:core/v1:PersistentVolumeClaim", "workspace-archived"),  # volumes stay
+            {"urn": "urn:pulumi:stack", "type": "pulumi:pulumi:Stack"},
+        ]
+    }
+    assert removed_statefulsets(deployment, {"sandbox-kept"}) == [f"urn:{STATEFULSET_TYPE}::sandbox-archived"]
+    assert removed_statefulsets({}, set()) == []

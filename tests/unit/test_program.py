@@ -176,10 +176,42 @@ def test_quota_is_the_sum_of_tier_budgets_plus_the_largest_as_headroom(example_r
         "requests.storage": "240Gi",
     }
     initech = quotas[roster.clients[2].id]
-    # premium + basic; the archived standard sandbox keeps only its volumes, and adds no headroom
+    # premium + basic; the archived standard sandbox keeps only its volumes, and the premium is the headroom
     assert initech.compute.requests_cpu == 5 and initech.compute.limits_memory == 20 * 2**30
     assert initech.hard()["requests.cpu"] == "9" and initech.hard()["limits.memory"] == "36Gi"
     assert initech.hard()["persistentvolumeclaims"] == "10" and initech.hard()["requests.storage"] == "150Gi"
+
+
+def test_headroom_counts_archived_sandboxes_whose_pods_outlive_the_update(tmp_path: Path) -> None:
+    """Archiving a premium sandbox and adding a basic one in one change: the engine deletes the archived
+    StatefulSet after the creates, so the quota must admit the basic pod beside the premium one."""
+    client = "5a1e2b3c-0000-4000-8000-000000000001"
+    roster = tmp_path / "roster.yaml"
+    roster.write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "clients": [{"id": client, "name": "Archiving"}],
+                "freelancers": [
+                    {
+                        "id": "5a1e2b3c-0000-4000-8000-000000000002",
+                        "email": "old@example.com",
+                        "sandboxes": [{"client": client, "tier": "premium", "state": "archived"}],
+                    },
+                    {
+                        "id": "5a1e2b3c-0000-4000-8000-000000000003",
+                        "email": "new@example.com",
+                        "sandboxes": [{"client": client, "tier": "basic"}],
+                    },
+                ],
+            }
+        )
+    )
+    (tenant,) = build_plan(load_roster(roster, SETTINGS), SETTINGS).tenants()
+    premium, basic = TIERS[Tier.PREMIUM].budget, TIERS[Tier.BASIC].budget
+    assert premium is not None and basic is not None
+    assert tenant.quota.compute == basic and tenant.quota.headroom == premium
+    assert tenant.quota.hard()["limits.cpu"] == str(basic.limits_cpu + premium.limits_cpu)
 
 
 def test_headroom_is_the_largest_budget_resource_by_resource() -> None:
