@@ -551,6 +551,15 @@ cmd_status() {
   return "$rc"
 }
 
+# One change of the local platform at a time: two runs of `up` at once (a test run and a soak, each with
+# `make cluster-up`) would both start what is missing and race on the same files. flock -o: the lock is
+# held by flock itself, not by the daemons `up` starts (they would hold it for their whole life).
+if [[ "${1:-}" =~ ^(up|down|delete)$ && "${SANDBOX_INFRA_CLUSTER_LOCKED:-}" != 1 ]]; then
+  mkdir -p "$STATE_DIR"
+  flock -n "$STATE_DIR/lock" true || log "waiting for another tools/cluster.sh run to finish"
+  SANDBOX_INFRA_CLUSTER_LOCKED=1 exec flock -o "$STATE_DIR/lock" "${BASH_SOURCE[0]}" "$@"
+fi
+
 case "${1:-}" in
   up) cmd_up ;;
   down) cmd_down ;;
