@@ -295,6 +295,20 @@ apply_cluster_objects() {
 # reclaim_node_leases SINCE: a restarted kwok controller has a new identity and leaves the nodes alone until
 # its predecessor's leases expire (40s). Deleting the leases not renewed since SINCE (the old holder's) lets it
 # take the nodes over at its next try; then wait until every node has a lease renewed since SINCE.
+# ready_again: pods whose containers are ready but the pod is not. When the simulated nodes stop renewing
+# their leases (the machine stalled, or the kwok controller was down), the node controller marks every pod
+# on them not ready; kwok does not mark a running pod ready again, as a kubelet would. Their controllers
+# recreate them when deleted; their volumes stay.
+ready_again() {
+  local stale
+  stale="$(kubectl get pods -A -o jsonpath='{range .items[*]}{.metadata.namespace}{" "}{.metadata.name}{" "}{.status.conditions[?(@.type=="Ready")].status}{" "}{.status.conditions[?(@.type=="ContainersReady")].status}{"\n"}{end}' |
+    awk '$3 == "False" && $4 == "True" {print $1, $2}')"
+  [[ -n "$stale" ]] || return 0
+  warn "$(wc -l <<<"$stale") pod(s) left not ready by an earlier node outage: deleting them for their controllers to recreate"
+  local ns name
+  while read -r ns name; do kubectl delete pod -n "$ns" "$name" --wait=false >/dev/null; done <<<"$stale"
+}
+
 reclaim_node_leases() {
   local since="$1" i name renewed stale fresh
   for ((i = 0; i < 120; i++)); do
@@ -461,6 +475,7 @@ cmd_up() {
   mkdir -p "$PID_DIR" "$LOG_DIR" "$STATE_DIR/volumes"
   if kube_running && [[ -n "$(provisioner_pid)" ]] && pg_running && [[ -s "$DATABASE_URL_FILE" ]]; then
     prepare_platform_database
+    ready_again
     log "already running"
     install_crds
     print_summary
@@ -488,6 +503,7 @@ cmd_up() {
   step "waiting for kube-apiserver" wait_kube_ready
   [[ -n "$kwok_was_running" ]] || step "handing the simulated nodes to the new kwok controller" reclaim_node_leases "$since"
   step "storage classes and $NODE_COUNT simulated nodes" apply_cluster_objects
+  ready_again
   step "third-party CRDs (Istio, prometheus-operator)" install_crds
   step "volume provisioner" start_provisioner
   step "PostgreSQL on 127.0.0.1:$PG_PORT (data $PG_DATA)" start_postgres
