@@ -71,7 +71,8 @@ def test_volumes_are_bound(project: Path) -> None:
 
 
 def test_quota_admits_what_it_was_sized_for(project: Path) -> None:
-    """Acme's quota is sized for its sandboxes, GPU included, and admitted every one of their pods.
+    """Acme's quota is sized for its sandboxes, GPU included, plus the headroom of its largest budget (the
+    premium one, with its GPU; docs/architecture.md), and admitted every one of their pods.
 
     The pods are counted here, not the quota's ``status.used``: that is the quota controller's running tally,
     which lags behind pods replaced by an update until its next resync."""
@@ -79,7 +80,7 @@ def test_quota_admits_what_it_was_sized_for(project: Path) -> None:
     assert len(quotas) == 3
     acme = "client-0b0e5a4e-2f7d-4a53-9d0e-6f1c2b7a9c11"
     hard = next(q for q in quotas if q["metadata"]["namespace"] == acme)["status"]["hard"]
-    assert hard["requests.nvidia.com/gpu"] == "1"
+    assert hard["requests.nvidia.com/gpu"] == "2"  # the GPU sandbox's, and the premium headroom's
     pods = [p for p in sandbox_pods() if p["metadata"]["namespace"] == acme]
     assert pods and all(p["status"]["phase"] == "Running" for p in pods)
     requests = [c["resources"]["requests"] for p in pods for c in p["spec"]["containers"]]
