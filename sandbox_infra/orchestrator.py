@@ -411,8 +411,7 @@ class Orchestrator:
                     released = True
                     run.attempts -= 1  # not an attempt of the operation: it never started
                     continue
-                reasons = {lock: reason for lock in locks if (reason := stale_reason(lock))}
-                run.error = refused_message(run.stack, locks, reasons)
+                run.error = _refusal(run.stack, locks)
             elif run.status == "failed" and LOCKED in refused:
                 run.error = refused_message(run.stack, [], {})
             if (
@@ -500,8 +499,7 @@ class Orchestrator:
             return
         locks = stack_locks(self._backend_dir, self._project, run.stack)
         if locks and not self._release_stale_locks(run, locks):
-            reasons = {lock: reason for lock in locks if (reason := stale_reason(lock))}
-            raise OrchestratorError(refused_message(run.stack, locks, reasons))
+            raise OrchestratorError(_refusal(run.stack, locks))
 
     def _operation(
         self,
@@ -542,6 +540,11 @@ class Orchestrator:
             detail = ", ".join(f"{r.stack} ({r.steps} steps)" for r in running[:4])
             more = f" and {len(running) - 4} more" if len(running) > 4 else ""
             self._say(f"{time.monotonic() - started:.0f}s: {done}/{len(runs)} stacks done; running {detail}{more}")
+
+
+def _refusal(stack: str, locks: list[Lock]) -> str:
+    """The refusal message for a stack held by ``locks``, naming those provably stale and why."""
+    return refused_message(stack, locks, {lock: reason for lock in locks if (reason := stale_reason(lock))})
 
 
 def removed_statefulsets(deployment: Mapping[str, Any], declared: set[str]) -> list[str]:
