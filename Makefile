@@ -54,7 +54,7 @@ preview: toolchain cluster-up ## [build+cluster] check the roster and preview th
 	@tools/up.sh --preview $(ENVIRONMENT)
 
 .PHONY: lint
-lint: venv ## ruff + mypy --strict; checkov over every object the example roster declares; actionlint + shellcheck on the workflows (actionlint: Go, built once in ~30 s)
+lint: venv ## ruff + mypy --strict + basedpyright (Kubernetes specs); checkov over every object the example roster declares; actionlint + shellcheck on the workflows (actionlint: Go, built once in ~30 s)
 	@tools/lint.sh
 
 .PHONY: unit

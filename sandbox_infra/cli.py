@@ -301,7 +301,7 @@ def _print_plan(environment: Environment, plan: Plan, change: Touched, args: arg
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sandbox_infra", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m sandbox_infra", description=(__doc__ or "").split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     check = commands.add_parser("check", help="validate a roster file")
     check.add_argument("roster", nargs="?", default="roster.yaml", help="roster file (default: roster.yaml)")

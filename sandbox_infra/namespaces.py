@@ -15,6 +15,8 @@ change, and removing the patch gives the field back instead of deleting the acco
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pulumi
 import pulumi_kubernetes as k8s
 
@@ -24,23 +26,29 @@ DEFAULT_SERVICE_ACCOUNT = "default"
 
 
 def declare_namespace(
-    name: str, metadata: k8s.meta.v1.ObjectMetaArgsDict, opts: pulumi.ResourceOptions
+    name: str,
+    namespace_name: str,
+    labels: Mapping[str, str],
+    opts: pulumi.ResourceOptions,
+    *,
+    annotations: Mapping[str, str] | None = None,
 ) -> k8s.core.v1.Namespace:
-    """The namespace ``<name>-namespace`` and the patch ``<name>-default-sa`` that turns off its ``default``
-    ServiceAccount's token automount. ``opts`` are the namespace's (parent, protect...); the patch shares only
-    its parent (and so its provider). The namespace gets the platform's field manager, unforced (a field
-    someone else manages on a namespace stops the update, for a person to decide); the patch is forced (the
-    field is the platform's; :func:`naming.object_annotations`)."""
-    metadata = {
-        **metadata,
-        "annotations": {**metadata.get("annotations", {}), **naming.object_annotations(force=False)},
+    """The namespace ``namespace_name`` (resource ``<name>-namespace``) and the patch ``<name>-default-sa``
+    that turns off its ``default`` ServiceAccount's token automount. ``opts`` are the namespace's (parent,
+    protect...); the patch shares only its parent (and so its provider). The namespace gets the platform's
+    field manager, unforced (a field someone else manages on a namespace stops the update, for a person to
+    decide); the patch is forced (the field is the platform's; :func:`naming.object_annotations`)."""
+    metadata: k8s.meta.v1.ObjectMetaArgsDict = {
+        "name": namespace_name,
+        "labels": dict(labels),
+        "annotations": {**(annotations or {}), **naming.object_annotations(force=False)},
     }
     namespace = k8s.core.v1.Namespace(f"{name}-namespace", metadata=metadata, opts=opts)
     # The namespace's name as given, not the Output: a preview of a new namespace then still shows (and the
     # policy pack can check) which namespace the patch is for; depends_on orders the two.
     patch_metadata: k8s.meta.v1.ObjectMetaPatchArgsDict = {
         "name": DEFAULT_SERVICE_ACCOUNT,
-        "namespace": metadata["name"],
+        "namespace": namespace_name,
         "annotations": naming.object_annotations(force=True),
     }
     k8s.core.v1.ServiceAccountPatch(

@@ -143,15 +143,12 @@ class Platform(pulumi.ComponentResource):
 
         # Client NetworkPolicies select this namespace by the immutable kubernetes.io/metadata.name label;
         # `name` is kept for tools written against the seed's policy.
-        ns_metadata: k8s.meta.v1.ObjectMetaArgsDict = {
+        ns_labels = {
+            **labels,
             "name": args.plan.namespace,
-            "labels": {
-                **labels,
-                "name": args.plan.namespace,
-                **pod_security_labels("restricted", args.plan.pod_security_version),
-            },
+            **pod_security_labels("restricted", args.plan.pod_security_version),
         }
-        ns = declare_namespace(name, ns_metadata, child)
+        ns = declare_namespace(name, args.plan.namespace, ns_labels, child)
         crd_metadata: k8s.meta.v1.ObjectMetaArgsDict = {
             "name": f"{PLURAL}.{GROUP}",
             "labels": labels,

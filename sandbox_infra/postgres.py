@@ -18,7 +18,7 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, LiteralString
 
 import psycopg
 from psycopg import sql
@@ -288,11 +288,12 @@ def write_records(server: Server, login: Login, owner: str, records: Mapping[str
         counts["freelancersArchived"] = cur.rowcount
         cur.execute(_ARCHIVE_CLIENTS, (list(clients),))
         counts["clientsArchived"] = cur.rowcount
-        for name, query, rows in (
+        upserts: tuple[tuple[str, LiteralString, list[dict[str, Any]]], ...] = (
             ("clients", _CLIENT_UPSERT, client_rows),
             ("freelancers", _FREELANCER_UPSERT, freelancer_rows),
             ("sandboxes", _SANDBOX_UPSERT, sandbox_rows),
-        ):
+        )
+        for name, query, rows in upserts:
             cur.executemany(query, rows)
             counts[f"{name}Written"] = max(cur.rowcount, 0) if rows else 0
     return counts

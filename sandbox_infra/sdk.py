@@ -145,9 +145,10 @@ async def _wait_for_outputs() -> None:
 
     try:
         while True:
-            with SETTINGS.lock:
-                added: list[asyncio.Future[Any]] = list(SETTINGS.outputs)
-                SETTINGS.outputs.clear()
+            # The SDK's contextproperty descriptors are typed for mypy only (pyright: basedpyright in make lint).
+            with SETTINGS.lock:  # pyright: ignore[reportAttributeAccessIssue]
+                added: list[asyncio.Future[Any]] = list(SETTINGS.outputs)  # pyright: ignore[reportAttributeAccessIssue]
+                SETTINGS.outputs.clear()  # pyright: ignore[reportAttributeAccessIssue]
             for task in added:
                 if task not in pending:
                     pending.add(task)

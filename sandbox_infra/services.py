@@ -114,12 +114,9 @@ class PlatformNamespace(pulumi.ComponentResource):
         super().__init__("sandbox-infra:services:PlatformNamespace", name, None, opts)
         plan = args.plan
         labels = naming.labels(name="platform-namespace", instance=plan.name, component="services")
-        ns_metadata: k8s.meta.v1.ObjectMetaArgsDict = {
-            "name": plan.name,
-            "labels": {**labels, **pod_security_labels(plan.pod_security, args.pod_security_version)},
-        }
+        ns_labels = {**labels, **pod_security_labels(plan.pod_security, args.pod_security_version)}
         # With its `default` ServiceAccount mounting no token, like every namespace the platform declares.
-        ns = declare_namespace(name, ns_metadata, pulumi.ResourceOptions(parent=self))
+        ns = declare_namespace(name, plan.name, ns_labels, pulumi.ResourceOptions(parent=self))
         in_ns = pulumi.ResourceOptions(parent=self, depends_on=[ns])
         own: k8s.networking.v1.NetworkPolicyPeerArgsDict = {"pod_selector": {}}
         dns: k8s.networking.v1.NetworkPolicyPeerArgsDict = {

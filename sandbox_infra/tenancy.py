@@ -58,21 +58,14 @@ class ClientTenant(pulumi.ComponentResource):
         namespace = plan.namespace
         labels = naming.labels(name="client-tenant", instance=namespace, component="tenancy", client=plan.client_id)
 
-        ns_metadata: k8s.meta.v1.ObjectMetaArgsDict = {
-            "name": namespace,
-            "labels": {
-                **labels,
-                **pod_security_labels("restricted", plan.pod_security_version),
-                **dict(plan.mesh_labels),
-            },
-            "annotations": {"platform.com/client-name": plan.client_name},
-        }
         ns = declare_namespace(
             name,
-            ns_metadata,
+            namespace,
+            {**labels, **pod_security_labels("restricted", plan.pod_security_version), **dict(plan.mesh_labels)},
             # Deleting a namespace deletes every volume in it, whatever the PVCs' own options say:
             # offboarding a client is an explicit multi-step change (docs/offboarding.md).
             pulumi.ResourceOptions(parent=self, protect=True, retain_on_delete=True),
+            annotations={"platform.com/client-name": plan.client_name},
         )
         in_ns = pulumi.ResourceOptions(parent=self, depends_on=[ns])
 
