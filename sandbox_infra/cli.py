@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sandbox_infra import parse_cache
 from sandbox_infra.changes import BaseError, ShardError, Touched, load_base, shard, touched
 from sandbox_infra.database_plan import dba_script
 from sandbox_infra.environment import Environment, load_environment
@@ -127,7 +128,11 @@ def _stacks(args: argparse.Namespace) -> int:
     try:
         shard([], args.shard)  # a malformed --shard is a usage error, found before anything runs
         environment = load_environment(args.env, project_dir)
-        base = load_base(environment, args.base) if args.base else None
+        base = None
+        if args.base:
+            # The roster is parsed (into the parse cache) alongside the base: a change's two parses at once.
+            with parse_cache.prefetch(environment.project_dir / environment.settings.roster, load_yaml):
+                base = load_base(environment, args.base)
     except (SettingsError, BaseError, ShardError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

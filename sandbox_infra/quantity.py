@@ -6,6 +6,7 @@ Quotas are sums of tier budgets, so arithmetic must be exact: quantities are hel
 
 from __future__ import annotations
 
+import functools
 import re
 from decimal import Decimal, InvalidOperation
 
@@ -44,6 +45,13 @@ def parse_quantity(value: object) -> Decimal:
     """Parse a quantity as the API server does; ``"4Gi"`` -> ``Decimal(4294967296)``."""
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise QuantityError(f"expected a Kubernetes quantity such as '4Gi' or '500m', got {value!r}")
+    return _parse(value)
+
+
+@functools.lru_cache(maxsize=4096, typed=True)
+def _parse(value: str | int | float) -> Decimal:
+    """:func:`parse_quantity` of a value of the right type; remembered, since a roster of thousands of
+    sandboxes repeats a handful of sizes (an error is raised again each time, not remembered)."""
     text = str(value).strip()
     shown = repr(text) if len(text) <= 40 else f"{text[:40]!r}..."
     match = _QUANTITY.match(text)

@@ -19,6 +19,7 @@ from typing import ClassVar, Protocol
 
 import yaml
 
+from sandbox_infra import parse_cache
 from sandbox_infra.limits import MAX_ALIASES, MAX_DEPTH, MAX_FILE_BYTES, MAX_NODES, MAX_SCALAR_CHARS
 
 PathKey = tuple[str | int, ...]
@@ -415,7 +416,8 @@ def _decode(raw: bytes, name: str) -> str:
 
 
 def load_yaml(path: Path, *, display_name: str | None = None) -> tuple[object, Positions]:
-    """Parse one YAML document; raises :class:`InputError` for unreadable files and syntax errors."""
+    """Parse one YAML document; raises :class:`InputError` for unreadable files and syntax errors. A large
+    file parsed before, byte for byte, is read back from :mod:`sandbox_infra.parse_cache`."""
     name = display_name or str(path)
     try:
         with path.open("rb") as stream:
@@ -425,7 +427,13 @@ def load_yaml(path: Path, *, display_name: str | None = None) -> tuple[object, P
     if len(raw) > MAX_FILE_BYTES:
         message = f"file is larger than {MAX_FILE_BYTES // 2**20} MiB ({_LIMIT})"
         raise InputError([Diagnostic(name, 1, 1, "", message)])
-    return load_yaml_text(_decode(raw, name), name)
+    cached = parse_cache.get(raw)
+    if cached is not None:
+        data, values, keys = cached
+        return data, Positions(name, values, keys)
+    data, positions = load_yaml_text(_decode(raw, name), name)
+    parse_cache.put(raw, (data, positions.values, positions.keys))
+    return data, positions
 
 
 def load_yaml_text(text: str, name: str) -> tuple[object, Positions]:

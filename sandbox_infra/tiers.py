@@ -8,6 +8,7 @@ that requires limits would reject).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
@@ -131,13 +132,15 @@ class ContainerResources:
     code_server: Resources
     init: Resources
 
-    @property
+    @functools.cached_property
     def pod(self) -> Resources:
         """What the scheduler and the namespace quota count for this pod."""
         return self.gemini_cli + self.code_server
 
 
+@functools.lru_cache(maxsize=1024)
 def split_budget(budget: Resources) -> ContainerResources:
-    """Divide a pod budget between gemini-cli and code-server so that their sum is exactly the budget."""
+    """Divide a pod budget between gemini-cli and code-server so that their sum is exactly the budget.
+    Remembered: the sandboxes of a tier share a budget, and so one (immutable) result."""
     code_server = budget.scaled(CODE_SERVER_SHARE)
     return ContainerResources(gemini_cli=budget.minus(code_server), code_server=code_server, init=INIT_CONTAINER)

@@ -270,6 +270,7 @@ def test_the_pack_depends_on_the_programs_pure_modules_only() -> None:
         "sandbox_infra.images",
         "sandbox_infra.limits",
         "sandbox_infra.naming",
+        "sandbox_infra.parse_cache",
         "sandbox_infra.quantity",
         "sandbox_infra.settings",
         "sandbox_infra.source",
