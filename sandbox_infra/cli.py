@@ -18,6 +18,7 @@ import json
 import sys
 from collections import Counter
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,7 +34,7 @@ from sandbox_infra.settings import CONFIG_NAMESPACE, SettingsError, StackSetting
 from sandbox_infra.source import InputError, Positions, load_yaml
 
 if TYPE_CHECKING:  # the engine's client: imported only by the commands that run stacks
-    from sandbox_infra.orchestrator import StackRun
+    from sandbox_infra.orchestrator import Orchestrator, StackRun
 
 DRIFT_FOUND = 3
 """Exit status of ``drift`` when some object differs from what the roster declares."""
@@ -122,6 +123,18 @@ def _database_script(args: argparse.Namespace) -> int:
     return 0
 
 
+def _open_orchestrator(environment: Environment, parallel: int | None) -> Future[Orchestrator]:
+    """The orchestrator, opened in a thread while the plan is built: opening it lists the backend's stacks
+    (``pulumi stack ls``, about a second with 500 stacks, on the other core). Started once the roster is
+    known to be valid, since opening repairs what an interrupted write left in a file backend."""
+    from sandbox_infra.orchestrator import Orchestrator  # the engine's client: not for plan
+
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="orchestrator")
+    opening = pool.submit(Orchestrator, environment, parallel=parallel)
+    pool.shutdown(wait=False)
+    return opening
+
+
 def _stacks(args: argparse.Namespace) -> int:
     """plan | preview | up | refresh | drift: the stacks a change touches (or all), through the orchestrator."""
     project_dir = Path(args.project_dir)
@@ -146,6 +159,7 @@ def _stacks(args: argparse.Namespace) -> int:
     closing = f"{{count}} unsafe change(s) compared with {base.name if base else ''}; no stack was run"
     if base is not None and _unsafe_changes(base.data, base.positions, roster, environment.settings, closing=closing):
         return 1
+    opening = None if args.command == "plan" else _open_orchestrator(environment, args.parallel)
     plan = environment.plan(roster)
     change = touched(
         base.plan if base else None, plan, everything=base.everything if base else "no --base: every stack"
@@ -155,14 +169,14 @@ def _stacks(args: argparse.Namespace) -> int:
     if unknown:
         print(f"error: --only {', '.join(unknown)}: no such slice or stack in {environment.name}", file=sys.stderr)
         return 2
-    if args.command == "plan":
+    if opening is None:
         return _print_plan(environment, plan, change, args)
-    from sandbox_infra.orchestrator import Orchestrator, OrchestratorError, Report  # the engine's client: not for plan
+    from sandbox_infra.orchestrator import OrchestratorError, Report
 
     drift = args.command == "drift"
     operation = "preview" if drift else args.command
     try:
-        orchestrator = Orchestrator(environment, parallel=args.parallel)
+        orchestrator = opening.result()
         runs = orchestrator.select(plan, change, everything=args.all or drift)
         chosen = _selected(environment, [r.slice for r in runs], args)
         runs = [r for r in runs if r.stack in chosen]
