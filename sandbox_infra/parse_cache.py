@@ -80,9 +80,10 @@ def get(raw: bytes) -> Parsed | None:
         return None
     try:
         parsed = marshal.loads(entry.read_bytes())
-        os.utime(entry)  # most recently used: pruned last
     except (OSError, EOFError, ValueError, TypeError):
         return None
+    with contextlib.suppress(OSError):
+        os.utime(entry)  # most recently used: pruned last
     if not (isinstance(parsed, tuple) and len(parsed) == 3 and all(isinstance(p, dict) for p in parsed[1:])):
         return None
     return parsed
