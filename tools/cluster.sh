@@ -292,9 +292,6 @@ apply_cluster_objects() {
     die "nodes did not become Ready within 60s (log: $KWOK_CLUSTER_DIR/logs/kwok-controller.log)"
 }
 
-# reclaim_node_leases SINCE: a restarted kwok controller has a new identity and leaves the nodes alone until
-# its predecessor's leases expire (40s). Deleting the leases not renewed since SINCE (the old holder's) lets it
-# take the nodes over at its next try; then wait until every node has a lease renewed since SINCE.
 # ready_again: pods whose containers are ready but the pod is not. When the simulated nodes stop renewing
 # their leases (the machine stalled, or the kwok controller was down), the node controller marks every pod
 # on them not ready; kwok does not mark a running pod ready again, as a kubelet would. Their controllers
@@ -309,6 +306,9 @@ ready_again() {
   while read -r ns name; do kubectl delete pod -n "$ns" "$name" --wait=false >/dev/null; done <<<"$stale"
 }
 
+# reclaim_node_leases SINCE: a restarted kwok controller has a new identity and leaves the nodes alone until
+# its predecessor's leases expire (40s). Deleting the leases not renewed since SINCE (the old holder's) lets it
+# take the nodes over at its next try; then wait until every node has a lease renewed since SINCE.
 reclaim_node_leases() {
   local since="$1" i name renewed stale fresh
   for ((i = 0; i < 120; i++)); do
