@@ -66,24 +66,25 @@ def _parser_digest() -> str:
     return digest.hexdigest()
 
 
-def _entry(raw: bytes) -> Path | None:
+def entry(raw: bytes) -> Path | None:
+    """The entry a file with these bytes is kept under; None when it is not cached (cache off, file small).
+    Computed once per read: it hashes the whole file."""
     where = directory()
     if where is None or len(raw) < MIN_BYTES:
         return None
     return where / f"{hashlib.sha256(_parser_digest().encode() + raw).hexdigest()}.marshal"
 
 
-def get(raw: bytes) -> Parsed | None:
-    """The parse of a file with these bytes, if one is kept."""
-    entry = _entry(raw)
-    if entry is None or not _private(entry.parent):
+def get(at: Path | None) -> Parsed | None:
+    """The parse kept at ``at`` (an :func:`entry`), if there is one."""
+    if at is None or not _private(at.parent):
         return None
     try:
-        parsed = marshal.loads(entry.read_bytes())
+        parsed = marshal.loads(at.read_bytes())
     except (OSError, EOFError, ValueError, TypeError):
         return None
     with contextlib.suppress(OSError):
-        os.utime(entry)  # most recently used: pruned last
+        os.utime(at)  # most recently used: pruned last
     if not (isinstance(parsed, tuple) and len(parsed) == 3 and all(isinstance(p, dict) for p in parsed[1:])):
         return None
     return parsed
@@ -98,29 +99,28 @@ def _private(where: Path) -> bool:
     return status.st_uid == os.getuid() and not status.st_mode & 0o022
 
 
-def put(raw: bytes, parsed: Parsed) -> None:
-    """Keep the parse of a file with these bytes (nothing happens when it cannot be kept)."""
-    entry = _entry(raw)
-    if entry is None:
+def put(at: Path | None, parsed: Parsed) -> None:
+    """Keep ``parsed`` at ``at`` (an :func:`entry`; nothing happens when it is None or cannot be written)."""
+    if at is None:
         return
     try:
         payload = marshal.dumps(parsed)  # type: ignore[arg-type]  # YAML values; anything else raises ValueError
     except ValueError:  # a value marshal cannot hold (a YAML timestamp): parse it every time
         return
     try:
-        entry.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd, temporary = tempfile.mkstemp(dir=entry.parent, prefix=".tmp-")
+        at.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(dir=at.parent, prefix=".tmp-")
     except OSError:
         return
     try:
         with os.fdopen(fd, "wb") as stream:
             stream.write(payload)
-        os.replace(temporary, entry)
+        os.replace(temporary, at)
     except OSError:
         with contextlib.suppress(OSError):
             os.unlink(temporary)
         return
-    _prune(entry.parent)
+    _prune(at.parent)
 
 
 def _prune(where: Path) -> None:

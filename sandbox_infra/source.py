@@ -427,12 +427,13 @@ def load_yaml(path: Path, *, display_name: str | None = None) -> tuple[object, P
     if len(raw) > MAX_FILE_BYTES:
         message = f"file is larger than {MAX_FILE_BYTES // 2**20} MiB ({_LIMIT})"
         raise InputError([Diagnostic(name, 1, 1, "", message)])
-    cached = parse_cache.get(raw)
+    entry = parse_cache.entry(raw)
+    cached = parse_cache.get(entry)
     if cached is not None:
         data, values, keys = cached
         return data, Positions(name, values, keys)
     data, positions = load_yaml_text(_decode(raw, name), name)
-    parse_cache.put(raw, (data, positions.values, positions.keys))
+    parse_cache.put(entry, (data, positions.values, positions.keys))
     return data, positions
 
 
