@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.conftest import REPO
+
 BASEDPYRIGHT = Path(sys.executable).parent / "basedpyright"
 
 SPECS = """
