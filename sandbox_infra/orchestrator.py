@@ -26,11 +26,13 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
 import yaml
 from pulumi import automation as auto
+from pulumi.automation._stack import StackInitMode  # not re-exported; auto.Stack.select passes it
 
 from sandbox_infra import handoff
 from sandbox_infra.adoption import SANDBOX_TYPE, TENANT_TYPE, planned_moves
@@ -171,6 +173,30 @@ class _Workspace(auto.LocalWorkspace):
     def select_stack(self, stack_name: str) -> None:
         if stack_name not in self.known:
             raise auto.StackNotFoundError(auto.CommandResult("", f"no stack named '{stack_name}' found", 1))
+
+
+_NOT_READ = auto.UpdateSummary(
+    kind="update", start_time=datetime.fromtimestamp(0, UTC), message="", environment={}, config={}, result=""
+)
+"""What :class:`_Stack` gives ``up`` for the last history entry it does not read."""
+
+
+class _Stack(auto.Stack):
+    """A Stack whose ``up`` does not read the stack back once the update is done. ``Stack.up`` calls
+    ``outputs()`` (``pulumi stack output`` twice, once decrypting the secrets) and ``info()`` (``pulumi stack
+    history --show-secrets``): three CLI starts that load the stack and derive its secrets key, about a second
+    per update, for values the orchestrator does not use. The change counts come from the engine's summary
+    event instead, the same counts the history entry holds (tests/unit/test_orchestrator.py checks that
+    ``Stack.up`` still reads them through these two methods)."""
+
+    def __init__(self, name: str, workspace: auto.Workspace) -> None:
+        super().__init__(name, workspace, StackInitMode.SELECT)  # what auto.Stack.select does
+
+    def outputs(self) -> auto.OutputMap:
+        return {}
+
+    def info(self, show_secrets: bool = True) -> auto.UpdateSummary | None:
+        return _NOT_READ
 
 
 class Orchestrator:
@@ -358,7 +384,7 @@ class Orchestrator:
                 pass
 
     def _run_one(self, operation: str, run: StackRun, refresh: bool) -> None:
-        stack = auto.Stack.select(run.stack, self.workspace)
+        stack = _Stack(run.stack, self.workspace)
         self._say(f"{run.stack}: {operation} ({run.reason})")
         started = time.monotonic()
         output: list[str] = []
@@ -509,23 +535,32 @@ class Orchestrator:
         on_output: Callable[[str], None],
         on_event: Callable[[auto.EngineEvent], None],
     ) -> dict[str, int]:
-        common: dict[str, Any] = {"on_output": on_output, "on_event": on_event, "color": "never"}
+        summaries: list[auto.events.SummaryEvent] = []
+
+        def collect(event: auto.EngineEvent) -> None:
+            if event.summary_event is not None:
+                summaries.append(event.summary_event)
+            on_event(event)
+
+        common: dict[str, Any] = {"on_output": on_output, "on_event": collect, "color": "never"}
         if operation == "preview":
             result = stack.preview(
                 policy_packs=[POLICY_PACK], policy_pack_configs=self._policy_configs, refresh=refresh or None, **common
             )
             return _counts(result.change_summary)
         if operation == "up":
-            up = stack.up(
+            stack.up(
                 policy_packs=[POLICY_PACK],
                 policy_pack_configs=self._policy_configs,
                 refresh=refresh or None,
                 continue_on_error=True,
                 **common,
             )
-            return _counts(up.summary.resource_changes)
-        refreshed = stack.refresh(**common)
-        return _counts(refreshed.summary.resource_changes)
+        else:
+            stack.refresh(**common)
+        if not summaries:  # the engine ends every update with one; without it the counts are unknown
+            raise OrchestratorError(f"pulumi {operation} of {stack.name} succeeded but reported no summary")
+        return _counts(summaries[-1].resource_changes)
 
     # ---- output ----------------------------------------------------------------------------------------
 

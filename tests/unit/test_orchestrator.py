@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pulumi import automation as auto
 from pulumi.automation import OpType
 from pulumi.automation.events import PropertyDiff, StepEventMetadata, StepEventStateMetadata
 
@@ -16,6 +17,8 @@ from sandbox_infra.orchestrator import (
     Report,
     StackRun,
     _change_line,
+    _Stack,
+    _Workspace,
     default_parallelism,
     format_changes,
     orphan_stacks,
@@ -222,3 +225,35 @@ def test_the_statefulsets_of_sandboxes_no_longer_run_are_found_in_the_state() ->
     }
     assert removed_statefulsets(deployment, {"sandbox-kept"}) == [f"urn:{STATEFULSET_TYPE}::sandbox-archived"]
     assert removed_statefulsets({}, set()) == []
+
+
+class _RecordingStack(_Stack):
+    """A _Stack whose CLI calls are recorded instead of run."""
+
+    commands: list[list[str]]
+
+    def _run_pulumi_cmd_sync(self, args: list[str], *_: object, **__: object) -> auto.CommandResult:
+        self.commands.append(args)
+        return auto.CommandResult(stdout="", stderr="", code=0)
+
+
+class _NoCli(auto.PulumiCommand):
+    def __init__(self) -> None:  # no CLI to find: nothing here may run it
+        self.command = "pulumi-not-run"
+        self.version = None
+
+
+def test_an_update_runs_one_cli_command_and_reads_nothing_back(tmp_path: Path) -> None:
+    """``Stack.up`` reads the stack back (outputs, last history entry) only through ``outputs()`` and
+    ``info()``, which _Stack skips: if a new SDK reads it any other way, this fails, and _Stack's
+    saving (three CLI starts per update) must be looked at again."""
+    workspace = _Workspace(work_dir=str(tmp_path), pulumi_command=_NoCli())
+    workspace.known = {"dev"}
+    stack = _RecordingStack("dev", workspace)
+    stack.commands = []
+    result = stack.up(color="never")
+    assert [c[0] for c in stack.commands] == ["up"]
+    assert result.outputs == {}
+    stack.commands.clear()
+    stack.refresh(color="never")
+    assert [c[0] for c in stack.commands] == ["refresh"]
