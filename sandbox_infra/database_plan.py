@@ -238,11 +238,11 @@ def plan_records(roster: Roster, tenants: Iterable[TenantPlan]) -> Records:
             display_name=f.name,
             state=ARCHIVED if f.id in has_sandbox and f.id not in live else ACTIVE,
         )
-        for f in sorted(roster.freelancers, key=lambda f: str(f.id))
+        for f in sorted(roster.freelancers, key=lambda f: f.id.int)
     )
     clients = tuple(
         ClientRecord(str(t.client_id), t.client_name, t.namespace, tuple(sorted(t.quota.hard().items())))
-        for t in sorted(tenants, key=lambda t: str(t.client_id))
+        for t in sorted(tenants, key=lambda t: t.client_id.int)
     )
     rows = tuple(
         SandboxRecord(
@@ -258,7 +258,7 @@ def plan_records(roster: Roster, tenants: Iterable[TenantPlan]) -> Records:
             home_bytes=_size(s.home.size),
             state=s.state.value,
         )
-        for s in sorted(sandboxes, key=lambda s: (str(s.freelancer_id), str(s.client_id)))
+        for s in sorted(sandboxes, key=lambda s: (s.freelancer_id.int, s.client_id.int))
     )
     return Records(clients, freelancers, rows)
 

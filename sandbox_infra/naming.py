@@ -77,9 +77,10 @@ def check_client_names(client_id: UUID) -> list[str]:
 
 def check_sandbox_names(freelancer_id: UUID) -> list[str]:
     """Problems with the names generated for a freelancer's sandboxes (empty when all are valid)."""
-    problems = _dns1123("StatefulSet", sandbox(freelancer_id), _STATEFULSET_MAX)
-    if not _DNS1035_LABEL.match(sandbox(freelancer_id)):
-        problems.append(f"generated Service name '{sandbox(freelancer_id)}' is not a DNS-1035 label")
+    statefulset = sandbox(freelancer_id)
+    problems = _dns1123("StatefulSet", statefulset, _STATEFULSET_MAX)
+    if not _DNS1035_LABEL.match(statefulset):
+        problems.append(f"generated Service name '{statefulset}' is not a DNS-1035 label")
     problems += _dns1123("PersistentVolumeClaim", workspace_pvc(freelancer_id))
     problems += _dns1123("PersistentVolumeClaim", home_pvc(freelancer_id))
     return problems

@@ -385,9 +385,10 @@ def build_plan(roster: Roster, settings: StackSettings) -> Plan:
         if settings.registry_pull_token_present
         else None
     )
-    # Canonical order (by id, not by position in the file), so reordering the roster changes no plan.
-    for client in sorted(roster.clients, key=lambda c: str(c.id)):
-        sandboxes = tuple(sorted(by_client[client.id], key=lambda s: str(s.freelancer_id)))
+    # Canonical order (by id, not by position in the file), so reordering the roster changes no plan. A UUID's
+    # number sorts as its text does (fixed-width lowercase hex), without formatting 20,000 ids as text.
+    for client in sorted(roster.clients, key=lambda c: c.id.int):
+        sandboxes = tuple(sorted(by_client[client.id], key=lambda s: s.freelancer_id.int))
         tenant = TenantPlan(
             client_id=client.id,
             client_name=client.name,

@@ -6,9 +6,12 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import pytest
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sandbox_infra.changes import BaseError, load_base, touched
 from sandbox_infra.environment import load_environment
@@ -145,6 +148,13 @@ def test_slices_and_stack_names(example: dict[str, Any]) -> None:
     ]
     assert stack_name("dev", PLATFORM_SLICE) == "dev"
     assert stack_name("prod", "small") == "prod-small"
+
+
+@given(st.lists(st.uuids(), max_size=50))
+def test_ids_sort_by_number_as_by_their_text(ids: list[UUID]) -> None:
+    """The plan orders clients, sandboxes and records by ``UUID.int`` (cheaper than formatting each id):
+    the same order as the canonical text's, which is the order people and the database see."""
+    assert sorted(ids, key=lambda u: u.int) == sorted(ids, key=str)
 
 
 def test_plan_computes_each_fact_once(example: dict[str, Any]) -> None:
