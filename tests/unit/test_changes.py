@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -14,9 +15,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sandbox_infra.changes import BaseError, load_base, touched
-from sandbox_infra.environment import load_environment
+from sandbox_infra.environment import Environment, load_environment
 from sandbox_infra.plan import PLATFORM_SLICE, Plan, build_plan, stack_name
-from sandbox_infra.roster import validate
+from sandbox_infra.roster import Roster, validate
 from sandbox_infra.settings import SettingsError, StackSettings
 from sandbox_infra.source import Positions
 
@@ -304,6 +305,23 @@ def test_plan_lists_the_touched_stacks(project: Path) -> None:
     code, out, _ = _cli(project, "plan", "--env", "dev", "--json", "--shard", "2/2")
     # sorted: dev, dev-client-083c… (Globex), dev-client-0b0e… (Acme), dev-client-b38c… (Initech)
     assert code == 0 and set(yaml.safe_load(out)["stacks"]) == {f"dev-client-{GLOBEX}", f"dev-client-{INITECH}"}
+
+
+def test_a_command_leaves_the_garbage_collector_as_it_found_it(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI plans with the cyclic collector off (a quarter of the CPU at 10,000 freelancers); a caller in
+    the same process (these tests) gets it back on, with nothing left frozen, even when the command fails."""
+    states: list[bool] = []
+    real_plan = Environment.plan
+
+    def planned(self: Environment, roster: Roster) -> Plan:
+        states.append(gc.isenabled())
+        return real_plan(self, roster)
+
+    monkeypatch.setattr(Environment, "plan", planned)
+    assert _cli(project, "plan", "--env", "dev")[0] == 0
+    assert _cli(project, "plan", "--env", "nosuch")[0] == 2
+    assert states == [False]
+    assert gc.isenabled() and gc.get_freeze_count() == 0
 
 
 def test_plan_refuses_an_unsafe_change_and_a_bad_roster(project: Path) -> None:
