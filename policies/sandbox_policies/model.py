@@ -27,6 +27,7 @@ from sandbox_infra.naming import (
     SANDBOX_APP,
     SANDBOX_VOLUMES,
 )
+from sandbox_policies.once import remembered
 
 
 class Unknown:
@@ -142,13 +143,13 @@ class Resource:
 
     @classmethod
     def from_args(cls, args: ResourceValidationArgs) -> Resource:
-        return cls(args.resource_type, args.urn, args.name, to_plain(args.props), bool(args.opts.protect))
+        props = remembered("plain", args.props, lambda: to_plain(args.props))  # once per request (once.py)
+        return cls(args.resource_type, args.urn, args.name, props, bool(args.opts.protect))
 
     @classmethod
     def from_stack(cls, resource: PolicyResource) -> Resource:
-        return cls(
-            resource.resource_type, resource.urn, resource.name, to_plain(resource.props), bool(resource.opts.protect)
-        )
+        props = remembered("plain", resource.props, lambda: to_plain(resource.props))  # once per request (once.py)
+        return cls(resource.resource_type, resource.urn, resource.name, props, bool(resource.opts.protect))
 
     @property
     def kind(self) -> str:

@@ -14,6 +14,7 @@ without it rather than call every key plain text.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -69,7 +70,7 @@ def deserialize_marking_secrets(props: dict[str, Any], proxy_secrets: bool = Fal
 
 def install() -> None:
     """Make the pack SDK deserialize with :func:`deserialize_marking_secrets` (idempotent)."""
-    current: Deserializer = _policy_module.deserialize_properties  # type: ignore[attr-defined]
+    current: Deserializer = inspect.unwrap(_policy_module.deserialize_properties)  # type: ignore[attr-defined]
     if current is not deserialize_marking_secrets:
         if current is not deserialize_properties:
             raise RuntimeError(
@@ -80,4 +81,5 @@ def install() -> None:
 
 
 def installed() -> bool:
-    return _policy_module.deserialize_properties is deserialize_marking_secrets  # type: ignore[attr-defined]
+    """True once :func:`install` ran (also under :mod:`sandbox_policies.once`, which wraps this deserializer)."""
+    return inspect.unwrap(_policy_module.deserialize_properties) is deserialize_marking_secrets  # type: ignore[attr-defined]

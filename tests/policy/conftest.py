@@ -1,9 +1,9 @@
-"""The example stack, declared once by the real program under mocks, and the pack's secret marking."""
+"""The example stack, declared once by the real program under mocks, and the pack's patches of the SDK."""
 
 from __future__ import annotations
 
 import pytest
-from sandbox_policies import secrets
+from sandbox_policies import once, secrets
 
 from tests.conftest import REPO
 from tests.policy.harness import Declared, declare_example
@@ -13,6 +13,7 @@ from tests.policy.harness import Declared, declare_example
 def _secret_marking() -> None:
     """What policies/__main__.py does before serving the pack."""
     secrets.install()
+    once.install()
 
 
 @pytest.fixture(scope="session")
