@@ -16,7 +16,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-PROJECT_FILES = ("Pulumi.yaml", "__main__.py", "sandbox_infra", "policies")
+PROJECT_FILES = (
+    "Pulumi.yaml",
+    "__main__.py",
+    "sandbox_infra",
+    "policies",
+    "tools/pulumi-python",
+    "tools/installed_packages.py",
+)
 PASSPHRASE = "sandbox-infra-bench"
 """Protects only the benchmark stacks' dummy API key."""
 DUMMY_API_KEY = "bench-not-a-real-key"
@@ -70,6 +77,7 @@ class Project:
             if source.is_dir():
                 shutil.copytree(source, self.dir / name, ignore=shutil.ignore_patterns("__pycache__"))
             else:
+                (self.dir / name).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(source, self.dir / name)
         (self.dir / ".venv").symlink_to(REPO / ".venv")
         (root / "state").mkdir(exist_ok=True)

@@ -73,6 +73,9 @@ ENGINE_ENV = {
     "PULUMI_K8S_CLIENT_BURST": "200",
 }
 PREVIEW_ENV = {"PULUMI_SKIP_CHECKPOINTS": "true"}
+PYTHON_SHIM = Path("tools") / "pulumi-python"
+"""The language host's Python (``PULUMI_PYTHON_CMD``), relative to the project: python3 itself, but it lists the
+installed packages without starting pip on every run (the script says why)."""
 
 
 def policy_pack_config(settings: StackSettings) -> dict[str, Any] | None:
@@ -115,6 +118,16 @@ class StackRun:
         data = asdict(self)
         del data["steps"]
         return data
+
+
+def engine_env(project_dir: Path, environ: Mapping[str, str]) -> dict[str, str]:
+    """What the engine runs with: :data:`ENGINE_ENV`, the caller's own ``PULUMI_K8S_*`` settings, and the
+    language host's Python (:data:`PYTHON_SHIM`) unless the caller chose one."""
+    env = {**ENGINE_ENV, **{k: v for k, v in environ.items() if k.startswith("PULUMI_K8S_")}}
+    shim = project_dir.resolve() / PYTHON_SHIM
+    if "PULUMI_PYTHON_CMD" not in environ and shim.is_file():
+        env["PULUMI_PYTHON_CMD"] = str(shim)
+    return env
 
 
 def default_parallelism(available_memory: int | None = None, cpus: int | None = None) -> int:
@@ -219,7 +232,7 @@ class Orchestrator:
         self._policy_configs: list[str] | None = None
         self._plan: Plan | None = None
         """The plan of the run in progress (which sandboxes each stack declares)."""
-        self._env = {**ENGINE_ENV, **{k: v for k, v in environ.items() if k.startswith("PULUMI_K8S_")}}
+        self._env = engine_env(environment.project_dir, environ)
         self._backend_dir = backend_directory(environ.get("PULUMI_BACKEND_URL"))
         self._project = _project_name(environment.project_dir)
         self._repair_backend()

@@ -16,5 +16,5 @@ step "mypy --strict" "$venv/mypy"
 step "basedpyright (Kubernetes specs against the SDK's types)" "$venv/basedpyright"
 actionlint="$("$TOOLS_DIR/toolchain.sh" actionlint)"
 step "actionlint (shellcheck on run: blocks)" "$actionlint" -shellcheck "$venv/shellcheck" -no-color
-step "shellcheck tools/*.sh" "$venv/shellcheck" -x tools/*.sh
+step "shellcheck tools/*.sh tools/pulumi-python" "$venv/shellcheck" -x tools/*.sh tools/pulumi-python
 step "kubernetes scanner (checkov)" "$venv/python" -m tests.scanner

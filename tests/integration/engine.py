@@ -14,7 +14,16 @@ from typing import Any
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-PROJECT_FILES = ("Pulumi.yaml", "Pulumi.dev.yaml", "__main__.py", "roster.yaml", "sandbox_infra", "policies")
+PROJECT_FILES = (
+    "Pulumi.yaml",
+    "Pulumi.dev.yaml",
+    "__main__.py",
+    "roster.yaml",
+    "sandbox_infra",
+    "policies",
+    "tools/pulumi-python",
+    "tools/installed_packages.py",
+)
 
 
 def require_tools() -> None:
@@ -83,6 +92,7 @@ def copy_project(dest: Path) -> Path:
         if source.is_dir():
             shutil.copytree(source, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
         else:
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, dest / name)
     (dest / ".venv").symlink_to(REPO / ".venv")
     return dest
