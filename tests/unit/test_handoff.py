@@ -64,6 +64,22 @@ def test_each_stack_gets_only_its_part(environment: Environment) -> None:
     assert handoff.part(plan, PLATFORM_SLICE) == Plan(plan.platform, ())
     acme = handoff.part(plan, ACME)
     assert [s.id for s in acme.slices] == [ACME]
+    # Not the platform's services nor the roster's database records: a client stack declares neither.
+    assert (acme.platform.database, acme.platform.services) == (None, None)
+    assert acme.platform.namespace == plan.platform.namespace
+
+
+def test_a_client_stack_declares_the_same_with_its_part_as_with_the_whole_plan(
+    environment: Environment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    roster, key = environment.load_roster_keyed()
+    assert key is not None
+    planned_itself = _run_acme_stack(monkeypatch, None).wire
+    with handoff.plan_directory() as plan_dir:
+        handoff.write(plan_dir, environment.plan(roster), key, [ACME])
+        handed = _run_acme_stack(monkeypatch, plan_dir).wire
+    assert handed == planned_itself  # every resource's inputs as the engine receives them
+    assert any(typ == STS for typ, _ in handed)
 
 
 def test_the_program_declares_the_handed_plan(
