@@ -1,10 +1,11 @@
-"""Wall time and peak memory of a command's whole process tree, sampled from /proc.
+"""Wall time, peak memory and CPU time of a command's whole process tree, sampled from /proc.
 
 ``resource.getrusage(RUSAGE_CHILDREN).ru_maxrss`` would give the largest *single* descendant; a Pulumi
 run is several processes at once (engine, language host, the program, the provider, the policy pack),
 so this samples the resident set of every process in the tree every ``interval`` seconds and reports
 the largest *sum* seen. A process that lives less than one interval can be missed; the big ones live
-for the whole run.
+for the whole run. The same samples give each process's CPU time (user + system, as of its last sample),
+summed by kind of process: where a run's CPU goes.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
+TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,8 @@ class Sample:
     """Resident bytes per kind of process (engine, program, provider, ...) in the peak sample."""
     reruns: int = 0
     """Times the command was run again after a known transient failure (included in ``seconds``)."""
+    cpu: tuple[tuple[str, float], ...] = ()
+    """CPU seconds per kind of process, largest first (up to the last sample of each process)."""
 
 
 def _children() -> dict[int, list[int]]:
@@ -79,8 +83,9 @@ def role(cmdline: list[str]) -> str:
     return executable
 
 
-def tree_rss_by_role(root: int) -> dict[str, int]:
-    """Resident bytes of ``root`` and all its descendants right now, summed per :func:`role`."""
+def tree_rss_by_role(root: int, cpu: dict[int, tuple[str, float]] | None = None) -> dict[str, int]:
+    """Resident bytes of ``root`` and all its descendants right now, summed per :func:`role`; records each
+    process's role and CPU seconds so far in ``cpu`` (by pid) when given."""
     tree = _children()
     usage: dict[str, int] = {}
     todo = [root]
@@ -88,11 +93,27 @@ def tree_rss_by_role(root: int) -> dict[str, int]:
         pid = todo.pop()
         with contextlib.suppress(OSError, IndexError, ValueError):  # the process may have just exited
             rss = int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
-            name = role([c for c in cmdline if c])
+            known = cpu.get(pid) if cpu is not None else None
+            if known is None:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+                name = role([c for c in cmdline if c])
+            else:
+                name = known[0]
             usage[name] = usage.get(name, 0) + rss
+            if cpu is not None:
+                stat = Path(f"/proc/{pid}/stat").read_text()
+                fields = stat[stat.rindex(")") + 2 :].split()
+                cpu[pid] = (name, (int(fields[11]) + int(fields[12])) / TICKS)  # utime + stime
         todo.extend(tree.get(pid, []))
     return usage
+
+
+def cpu_by_role(cpu: Mapping[int, tuple[str, float]]) -> tuple[tuple[str, float], ...]:
+    """CPU seconds summed per kind of process, largest first."""
+    total: dict[str, float] = {}
+    for name, seconds in cpu.values():
+        total[name] = total.get(name, 0.0) + seconds
+    return tuple(sorted(total.items(), key=lambda item: item[1], reverse=True))
 
 
 class PeakSampler:
@@ -103,12 +124,14 @@ class PeakSampler:
         self.interval = interval
         self.peak = 0
         self.at_peak: dict[str, int] = {}
+        self.cpu: dict[int, tuple[str, float]] = {}
+        """Each process seen: its kind and its CPU seconds at its last sample."""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            usage = tree_rss_by_role(self.pid)
+            usage = tree_rss_by_role(self.pid, self.cpu)
             total = sum(usage.values())
             if total > self.peak:
                 self.peak, self.at_peak = total, usage
@@ -164,7 +187,7 @@ def run(
         log.parent.mkdir(parents=True, exist_ok=True)
         log.write_text(output)
     at_peak = tuple(sorted(sampler.at_peak.items(), key=lambda item: item[1], reverse=True))
-    return Sample(seconds, sampler.peak, proc.returncode, output, timed_out, at_peak)
+    return Sample(seconds, sampler.peak, proc.returncode, output, timed_out, at_peak, cpu=cpu_by_role(sampler.cpu))
 
 
 def _stop_group(proc: subprocess.Popen[str]) -> None:

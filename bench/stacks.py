@@ -111,7 +111,7 @@ class Bench:
             timeout=timeout,
             log=self.work / "logs" / f"{label.replace(' ', '-')}-{n}.log",
         )
-        note = "; ".join(part for part in (_note(sample.output), _at_peak(sample)) if part)
+        note = "; ".join(part for part in (_note(sample.output), _at_peak(sample), _cpu(sample)) if part)
         ok = sample.returncode == 0 and not sample.timed_out
         self.results.rows.append(Measurement(label, n, sample.seconds, sample.peak_rss / 2**20, note, ok))
         log(f"end   {label} (N = {n}): {sample.seconds:.1f} s, {sample.peak_rss / 2**20:.0f} MiB; {note}")
@@ -245,6 +245,12 @@ def _note(output: str) -> str:
     if reruns:
         parts.append(f"{reruns} automatic reruns (quota race)")
     return "; ".join(parts)
+
+
+def _cpu(sample: Sample) -> str:
+    """Where the CPU went: the four kinds of process that used most (summed over every stack)."""
+    top = [f"{role} {seconds:.1f}" for role, seconds in sample.cpu[:4] if seconds >= 0.1]
+    return f"CPU-s: {', '.join(top)}" if top else ""
 
 
 def _at_peak(sample: Sample) -> str:

@@ -74,6 +74,18 @@ def test_sampler_sees_the_whole_process_tree_and_stops_it_at_the_limit() -> None
     assert stopped.timed_out and stopped.seconds < 10
 
 
+def test_cpu_is_summed_by_kind_of_process() -> None:
+    """A child that spins for about a second: its CPU counts, under its kind; a sleeping parent's barely."""
+    spin = "import time; end = time.process_time() + 1.0\nwhile time.process_time() < end: pass\ntime.sleep(0.3)"
+    parent = (
+        f"import subprocess, sys; subprocess.run(['kubectl-not-really', '-c', {spin!r}], executable=sys.executable)"
+    )
+    sample = measure.run([sys.executable, "-c", parent])
+    cpu = dict(sample.cpu)
+    assert sample.returncode == 0 and 0.8 <= cpu["kubectl"] <= 2.0, sample.cpu
+    assert sample.cpu[0][0] == "kubectl"
+
+
 def _row(label: str, seconds: float, **extra: object) -> suite.Row:
     sample = measure.Sample(seconds, 512 * 2**20, 0, "")
     return suite.Row(label, measure.Result(seconds, 512 * 2**20, 1, (sample,)), dict(extra))
