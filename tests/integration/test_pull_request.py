@@ -71,7 +71,8 @@ def repo(tmp_path: Path) -> Iterator[Repo]:
     for name in REPO_FILES:
         source = REPO / name
         if source.is_dir():
-            shutil.copytree(source, path / name, ignore=shutil.ignore_patterns("__pycache__"))
+            # tools/ already holds the language host's Python, which copy_project brought along.
+            shutil.copytree(source, path / name, ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
         else:
             shutil.copy2(source, path / name)
     backend = tmp_path / "state"
