@@ -93,12 +93,8 @@ def tree_rss_by_role(root: int, cpu: dict[int, tuple[str, float]] | None = None)
         pid = todo.pop()
         with contextlib.suppress(OSError, IndexError, ValueError):  # the process may have just exited
             rss = int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE
-            known = cpu.get(pid) if cpu is not None else None
-            if known is None:
-                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
-                name = role([c for c in cmdline if c])
-            else:
-                name = known[0]
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+            name = role([c for c in cmdline if c])
             usage[name] = usage.get(name, 0) + rss
             if cpu is not None:
                 stat = Path(f"/proc/{pid}/stat").read_text()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import pulumi_policy.policy as policy_sdk
@@ -69,23 +70,27 @@ def test_analyze_stack_converts_each_resource_once(stack: list[Declared], conver
 
 @pytest.mark.parametrize(
     ("variant", "broken"),
-    [("as declared", None), ("plain-text key", API_KEY_SECRET), ("quota too small", QUOTA_COVERS)],
+    [(list, None), (plain_text_api_key, API_KEY_SECRET), (quota_too_small, QUOTA_COVERS)],
+    ids=["as declared", "plain-text key", "quota too small"],
 )
-def test_every_verdict_is_the_same_as_without_it(stack: list[Declared], variant: str, broken: str | None) -> None:
+def test_every_verdict_is_the_same_as_without_it(
+    stack: list[Declared], variant: Callable[[list[Declared]], list[Declared]], broken: str | None
+) -> None:
     """Each resource and the whole stack, through the memoized handlers and through the SDK's own (which
     convert inside the policy loop), must give the same violations."""
-    resources = {"as declared": stack, "plain-text key": plain_text_api_key(stack), "quota too small": None}[variant]
-    resources = resources if resources is not None else quota_too_small(stack)
+    resources = variant(stack)
     servicer = _servicer()
     sdk_analyze = type(servicer).Analyze.__wrapped__
     sdk_analyze_stack = type(servicer).AnalyzeStack.__wrapped__
     memoized: list[tuple[str, str, str]] = []
     for r in resources:
-        memoized += _verdicts(servicer.Analyze(_request(r), None))
-        assert _verdicts(servicer.Analyze(_request(r), None)) == _verdicts(sdk_analyze(servicer, _request(r), None))
+        verdicts = _verdicts(servicer.Analyze(_request(r), None))
+        assert verdicts == _verdicts(sdk_analyze(servicer, _request(r), None))
+        memoized += verdicts
     request = proto.AnalyzeStackRequest(resources=[_resource(r) for r in resources])
-    memoized += _verdicts(servicer.AnalyzeStack(request, None))
-    assert _verdicts(servicer.AnalyzeStack(request, None)) == _verdicts(sdk_analyze_stack(servicer, request, None))
+    verdicts = _verdicts(servicer.AnalyzeStack(request, None))
+    assert verdicts == _verdicts(sdk_analyze_stack(servicer, request, None))
+    memoized += verdicts
     assert broken is None or broken in {name for name, _, _ in memoized}
 
 
