@@ -95,6 +95,10 @@ def tree_rss_by_role(root: int, cpu: dict[int, tuple[str, float]] | None = None)
             rss = int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
             name = role([c for c in cmdline if c])
+            if name == "?" and cpu is not None and pid in cpu:
+                # An exited process keeps its pid, with no command line, until its parent reaps it (the
+                # Automation API reaps each engine only after reading its output): it is still what it was.
+                name = cpu[pid][0]
             usage[name] = usage.get(name, 0) + rss
             if cpu is not None:
                 stat = Path(f"/proc/{pid}/stat").read_text()

@@ -75,15 +75,18 @@ def test_sampler_sees_the_whole_process_tree_and_stops_it_at_the_limit() -> None
 
 
 def test_cpu_is_summed_by_kind_of_process() -> None:
-    """A child that spins for about a second: its CPU counts, under its kind; a sleeping parent's barely."""
-    spin = "import time; end = time.process_time() + 1.0\nwhile time.process_time() < end: pass\ntime.sleep(0.3)"
+    """A child that spins for about a second: its CPU counts, under its kind, also after it has exited and
+    before its parent reaps it (no command line then); a sleeping parent's barely counts."""
+    spin = "import time; end = time.process_time() + 1.0\nwhile time.process_time() < end: pass"
     parent = (
-        f"import subprocess, sys; subprocess.run(['kubectl-not-really', '-c', {spin!r}], executable=sys.executable)"
+        "import subprocess, sys, time\n"
+        f"child = subprocess.Popen(['kubectl-not-really', '-c', {spin!r}], executable=sys.executable)\n"
+        "time.sleep(2.5)\nchild.wait()"
     )
     sample = measure.run([sys.executable, "-c", parent])
     cpu = dict(sample.cpu)
     assert sample.returncode == 0 and 0.8 <= cpu["kubectl"] <= 2.0, sample.cpu
-    assert sample.cpu[0][0] == "kubectl"
+    assert sample.cpu[0][0] == "kubectl" and "?" not in cpu, sample.cpu
 
 
 def _row(label: str, seconds: float, **extra: object) -> suite.Row:
