@@ -245,7 +245,8 @@ class Orchestrator:
                 env_vars=dict(self._env),
                 secrets_provider=str(provider) if provider else None,
             )
-            self.workspace.known = {s.name for s in self.workspace.list_stacks()}
+            known = stacks_in_directory(self._backend_dir, self._project)
+            self.workspace.known = known if known is not None else {s.name for s in self.workspace.list_stacks()}
         except (auto.CommandError, auto.InvalidVersionError, FileNotFoundError) as exc:
             raise OrchestratorError(
                 f"cannot list the stacks of {environment.project_dir} (is `pulumi` on PATH and the backend "
@@ -605,6 +606,37 @@ def removed_statefulsets(deployment: Mapping[str, Any], declared: set[str]) -> l
         if name and name not in declared:
             urns.append(str(resource["urn"]))
     return urns
+
+
+# A stack's state file in a file backend: <name>.json, .yaml or .yml, maybe compressed (.gz, .zst); the
+# engine's own test (pkg/backend/diy/store.go, ListReferences), with its stack name rule (tokens.ParseStackName).
+_STATE_FILE = re.compile(r"(?P<name>[A-Za-z0-9_.-]{1,100})\.(?:json|yaml|yml)(?:\.gz|\.zst)?")
+
+
+def stacks_in_directory(directory: Path | None, project: str) -> set[str] | None:
+    """The stacks of ``project`` in the file backend at ``directory``, read from the directory as the engine
+    lists them, or None when that is not certain (no file backend, an unknown project, the legacy layout
+    without projects, an unreadable directory): ``pulumi stack ls`` answers then. The engine's listing reads
+    every stack's state for its summary: 1.4 s and 2.2 CPU-seconds with 502 stacks, for names only."""
+    if directory is None or project == "*" or not directory.is_dir():
+        return None
+    bookkeeping = directory / ".pulumi"
+    try:
+        meta = yaml.safe_load((bookkeeping / "meta.yaml").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        # No metadata: an empty directory (the engine lays it out on first use) or the legacy layout.
+        return set() if not bookkeeping.exists() else None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    if not isinstance(meta, dict) or meta.get("version") != 1:  # 1: stacks filed under their project
+        return None
+    try:
+        entries = list(os.scandir(bookkeeping / "stacks" / project))
+    except FileNotFoundError:
+        return set()
+    except OSError:
+        return None
+    return {match["name"] for entry in entries if entry.is_file() and (match := _STATE_FILE.fullmatch(entry.name))}
 
 
 def _project_name(project_dir: Path) -> str:

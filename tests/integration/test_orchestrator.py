@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 import yaml
 
+from sandbox_infra.orchestrator import stacks_in_directory
+from sandbox_infra.recovery import backend_directory
 from tests.integration.engine import copy_project, delete_client_namespaces, kubectl_json, require_tools, run
 
 pytestmark = pytest.mark.integration
@@ -143,6 +145,18 @@ def test_a_change_to_one_client_runs_only_its_stack(environment: Environment) ->
     again = environment.sandbox("preview", "--all")
     for stack in again["stacks"]:
         assert set(stack["changes"]) == {"same"}, stack
+
+    # The orchestrator reads a file backend's stacks from its directory: the same the engine lists.
+    listed = run(["pulumi", "stack", "ls", "--json"], cwd=environment.path, env=environment.env)
+    backend = backend_directory(environment.env["PULUMI_BACKEND_URL"])
+    assert (
+        stacks_in_directory(backend, "sandbox-infra")
+        == {s["name"] for s in json.loads(listed.stdout)}
+        == {
+            "orch",
+            *(environment.stack(c) for c in environment.clients),
+        }
+    )
 
 
 def _single_stack_layout(tmp_path: Path, name: str) -> Environment:

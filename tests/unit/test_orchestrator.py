@@ -24,6 +24,7 @@ from sandbox_infra.orchestrator import (
     orphan_stacks,
     policy_pack_config,
     select_runs,
+    stacks_in_directory,
 )
 from sandbox_infra.plan import PLATFORM_SLICE, Plan
 from sandbox_infra.settings import StackSettings
@@ -257,3 +258,44 @@ def test_an_update_runs_one_cli_command_and_reads_nothing_back(tmp_path: Path) -
     stack.commands.clear()
     stack.refresh(color="never")
     assert [c[0] for c in stack.commands] == ["refresh"]
+
+
+def _file_backend(root: Path, meta: str | None, files: list[str], project: str = "sandbox-infra") -> Path:
+    """A file backend's directory: ``.pulumi/meta.yaml`` (None: none) and these files under the project."""
+    stacks = root / ".pulumi" / "stacks" / project
+    stacks.mkdir(parents=True)
+    if meta is not None:
+        (root / ".pulumi" / "meta.yaml").write_text(meta)
+    for name in files:
+        (stacks / name).write_text("{}")
+    return root
+
+
+def test_a_file_backends_stacks_are_read_from_its_directory_as_the_engine_lists_them(tmp_path: Path) -> None:
+    """What ``pulumi stack ls`` would list (tests/integration/test_orchestrator.py compares the two on the
+    real engine): state files with the engine's extensions, compressed or not; not backups, sidecars or
+    other projects' stacks; None wherever only the engine can tell."""
+    files = [
+        "dev.json", "dev.json.attrs", "dev.json.bak", "dev.json.bak.attrs",
+        "dev-client-a.json.gz", "dev-client-b.yaml", "dev-client-c.yml.zst", "v1.2.json",
+        "notes.txt", "bad name.json", f"{'x' * 101}.json",
+    ]  # fmt: skip
+    backend = _file_backend(tmp_path / "v1", "version: 1\n", files)
+    (backend / ".pulumi" / "stacks" / "sandbox-infra" / "folder.json").mkdir()
+    _file_backend(tmp_path / "v1", None, ["other.json"], project="another-project")
+    expected = {"dev", "dev-client-a", "dev-client-b", "dev-client-c", "v1.2"}
+    assert stacks_in_directory(backend, "sandbox-infra") == expected
+    assert stacks_in_directory(backend, "unused-project") == set()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert stacks_in_directory(empty, "sandbox-infra") == set()  # the engine lays it out on first use
+    legacy = _file_backend(tmp_path / "legacy", None, ["dev.json"])
+    for unknown in (
+        (None, "sandbox-infra"),  # not a file backend
+        (backend, "*"),  # Pulumi.yaml names no project
+        (tmp_path / "missing", "sandbox-infra"),
+        (legacy, "sandbox-infra"),  # no meta.yaml beside stacks: the legacy layout
+        (_file_backend(tmp_path / "v0", "version: 0\n", ["dev.json"]), "sandbox-infra"),
+        (_file_backend(tmp_path / "torn", "version: [1\n", ["dev.json"]), "sandbox-infra"),
+    ):
+        assert stacks_in_directory(*unknown) is None, unknown
