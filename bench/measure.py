@@ -97,7 +97,7 @@ def tree_rss_by_role(root: int, cpu: dict[int, tuple[str, float]] | None = None)
             name = role([c for c in cmdline if c])
             if name == "?" and cpu is not None and pid in cpu:
                 # An exited process keeps its pid, with no command line, until its parent reaps it (the
-                # Automation API reaps each engine only after reading its output): it is still what it was.
+                # Automation API reaps an engine only once it has read all its output): it is what it was.
                 name = cpu[pid][0]
             usage[name] = usage.get(name, 0) + rss
             if cpu is not None:

@@ -617,7 +617,7 @@ def stacks_in_directory(directory: Path | None, project: str) -> set[str] | None
     """The stacks of ``project`` in the file backend at ``directory``, read from the directory as the engine
     lists them, or None when that is not certain (no file backend, an unknown project, the legacy layout
     without projects, an unreadable directory): ``pulumi stack ls`` answers then. The engine's listing reads
-    every stack's state for its summary: 1.4 s and 2.2 CPU-seconds with 502 stacks, for names only."""
+    every stack's state for its summary, for names only: 2.4 s and 4.4 CPU-seconds with 501 stacks."""
     if directory is None or project == "*" or not directory.is_dir():
         return None
     bookkeeping = directory / ".pulumi"
