@@ -329,6 +329,17 @@ def _collect_from_here() -> None:
     gc.enable()
 
 
+def _stacks_at_a_time(text: str) -> int:
+    """``--parallel``: a whole number of stacks, at least one (argparse turns the error into a usage line)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of stacks, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1 stack at a time, got {value}")
+    return value
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     # The cyclic garbage collector traverses every object again and again while a roster's objects are built,
     # finds nothing in them to free, and costs a quarter of the CPU of planning 10,000 freelancers (4.2 to 4.9
@@ -371,7 +382,9 @@ def _main(argv: Sequence[str] | None) -> int:
     )
     adopt.add_argument("--env", default="dev", help="environment: settings in Pulumi.<env>.yaml (default: dev)")
     adopt.add_argument("--from", dest="source", metavar="STACK", help="stack to move from (default: the env's)")
-    adopt.add_argument("--parallel", type=int, help="stacks previewed at a time (default: cores + 1)")
+    adopt.add_argument(
+        "--parallel", type=_stacks_at_a_time, help="stacks previewed at a time (default: cores + 1)"
+    )
     adopt.add_argument("--json", action="store_true", help="print the summary as JSON")
     adopt.add_argument("--project-dir", default=".", help="directory holding Pulumi.yaml (default: .)")
     adopt.set_defaults(run=_adopt)
@@ -398,7 +411,11 @@ def _main(argv: Sequence[str] | None) -> int:
         sub.add_argument("--all", action="store_true", help="every stack, whatever the change touches")
         sub.add_argument("--only", action="append", metavar="SLICE", help="only this slice or stack (repeatable)")
         sub.add_argument("--shard", metavar="I/N", help="only the I-th of N equal parts of the stack list (CI matrix)")
-        sub.add_argument("--parallel", type=int, help="stacks at a time (default: cores + 1, within memory)")
+        sub.add_argument(
+            "--parallel",
+            type=_stacks_at_a_time,
+            help="stacks at a time (default: cores + 1, within memory)",
+        )
         sub.add_argument("--refresh", action="store_true", help="refresh each stack's state before the operation")
         sub.add_argument("--json", action="store_true", help="print the summary as JSON")
         sub.add_argument("--project-dir", default=".", help="directory holding Pulumi.yaml (default: .)")

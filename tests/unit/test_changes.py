@@ -343,6 +343,26 @@ def test_usage_errors_exit_2(project: Path) -> None:
     assert _cli(project, "plan", "--env", "dev", "--base", "nowhere")[0] == 2
 
 
+@pytest.mark.parametrize(
+    ("command", "value", "message"),
+    [
+        ("preview", "0", "expected at least 1 stack at a time, got 0"),
+        ("up", "-1", "expected at least 1 stack at a time, got -1"),
+        ("adopt", "two", "expected a whole number of stacks, got 'two'"),
+    ],
+)
+def test_stacks_at_a_time_must_be_a_positive_number(
+    project: Path, capsys: pytest.CaptureFixture[str], command: str, value: str, message: str
+) -> None:
+    """Not a thread pool's ValueError once the plan is built: a usage line before anything runs."""
+    from sandbox_infra.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--env", "dev", "--parallel", value, "--project-dir", str(project)])
+    assert exit_.value.code == 2
+    assert f"argument --parallel: {message}" in capsys.readouterr().err
+
+
 def test_no_engine_is_a_clear_error_not_a_traceback(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", str(project))  # no `pulumi` anywhere
     code, _, err = _cli(project, "preview", "--env", "dev")
