@@ -184,7 +184,8 @@ def _stacks(args: argparse.Namespace) -> int:
         runs = [r for r in runs if r.stack in chosen]
         orphans = orchestrator.orphans(plan)
         print(
-            f"==> {args.command} of {len(runs)} stack(s) of {environment.name}, {orchestrator.parallel} at a time",
+            f"==> {args.command} of {len(runs)} stack(s) of {environment.name}, "
+            f"{orchestrator.parallelism(operation)} at a time",
             file=sys.stderr,
         )
         orchestrator.run(operation, plan, runs, refresh=args.refresh or drift, plan_key=plan_key)
@@ -383,7 +384,7 @@ def _main(argv: Sequence[str] | None) -> int:
     adopt.add_argument("--env", default="dev", help="environment: settings in Pulumi.<env>.yaml (default: dev)")
     adopt.add_argument("--from", dest="source", metavar="STACK", help="stack to move from (default: the env's)")
     adopt.add_argument(
-        "--parallel", type=_stacks_at_a_time, help="stacks previewed at a time (default: cores + 1)"
+        "--parallel", type=_stacks_at_a_time, help="stacks previewed at a time (default: one per core, within memory)"
     )
     adopt.add_argument("--json", action="store_true", help="print the summary as JSON")
     adopt.add_argument("--project-dir", default=".", help="directory holding Pulumi.yaml (default: .)")
@@ -414,7 +415,7 @@ def _main(argv: Sequence[str] | None) -> int:
         sub.add_argument(
             "--parallel",
             type=_stacks_at_a_time,
-            help="stacks at a time (default: cores + 1, within memory)",
+            help="stacks at a time (default: a preview one per core, an update one more; within memory)",
         )
         sub.add_argument("--refresh", action="store_true", help="refresh each stack's state before the operation")
         sub.add_argument("--json", action="store_true", help="print the summary as JSON")

@@ -130,14 +130,18 @@ def engine_env(project_dir: Path, environ: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
-def default_parallelism(available_memory: int | None = None, cpus: int | None = None) -> int:
-    """How many stacks to run at once: one more than the cores (runs wait on the API server and on each
-    other's RPCs), and never more than the memory holds."""
+def default_parallelism(operation: str, available_memory: int | None = None, cpus: int | None = None) -> int:
+    """How many stacks to run at once, never more than the memory holds. A preview, one per core: it only
+    computes (the engine diffs the program against the stack's state); on two cores a third preview at a
+    time left the full preview of 1,000 freelancers no faster (within run-to-run noise) and half again as
+    big (docs/benchmarks.md). An update or refresh, one more than the cores: it also waits on the API
+    server (rollouts, the quota race), and a fresh one keeps the 2 cores only about two-thirds busy."""
     cpus = cpus or os.cpu_count() or 1
+    wanted = cpus if operation == "preview" else cpus + 1
     if available_memory is None:
         available_memory = _available_memory()
-    by_memory = max(1, available_memory // STACK_MEMORY) if available_memory else cpus + 1
-    return max(1, min(cpus + 1, by_memory))
+    by_memory = max(1, available_memory // STACK_MEMORY) if available_memory else wanted
+    return max(1, min(wanted, by_memory))
 
 
 def _available_memory() -> int | None:
@@ -225,7 +229,8 @@ class Orchestrator:
         environ: Mapping[str, str] = os.environ,
     ) -> None:
         self.environment = environment
-        self.parallel = parallel or default_parallelism()
+        self.parallel = parallel
+        """Stacks at a time as asked (``--parallel``); None: :func:`default_parallelism` of each operation."""
         self.out = out
         self.progress_every = progress_every
         self._lock = threading.Lock()
@@ -307,6 +312,10 @@ class Orchestrator:
         return result.stdout
 
     # ---- running ---------------------------------------------------------------------------------------
+
+    def parallelism(self, operation: str) -> int:
+        """Stacks ``operation`` runs at a time: ``--parallel``, else :func:`default_parallelism`."""
+        return self.parallel or default_parallelism(operation)
 
     def run(
         self, operation: str, plan: Plan, runs: list[StackRun], *, refresh: bool = False, plan_key: str | None = None
@@ -393,7 +402,7 @@ class Orchestrator:
     def _run_all(self, operation: str, runs: list[StackRun], refresh: bool) -> None:
         if not runs:
             return
-        with ThreadPoolExecutor(max_workers=min(self.parallel, len(runs))) as pool:
+        with ThreadPoolExecutor(max_workers=min(self.parallelism(operation), len(runs))) as pool:
             for _ in pool.map(lambda r: self._run_one(operation, r, refresh), runs):
                 pass
 

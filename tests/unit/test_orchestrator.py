@@ -95,11 +95,21 @@ def test_bad_shards_are_refused(spec: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("memory", "cpus", "expected"),
-    [(24 * 2**30, 2, 3), (24 * 2**30, 16, 17), (STACK_MEMORY * 2, 16, 2), (STACK_MEMORY // 2, 4, 1)],
+    ("operation", "memory", "cpus", "expected"),
+    [
+        ("preview", 24 * 2**30, 2, 2),
+        ("up", 24 * 2**30, 2, 3),
+        ("refresh", 24 * 2**30, 2, 3),
+        ("preview", 24 * 2**30, 16, 16),
+        ("up", 24 * 2**30, 16, 17),
+        ("up", STACK_MEMORY * 2, 16, 2),
+        ("preview", STACK_MEMORY // 2, 4, 1),
+        ("up", STACK_MEMORY // 2, 4, 1),
+    ],
 )
-def test_parallelism_fits_cores_and_memory(memory: int, cpus: int, expected: int) -> None:
-    assert default_parallelism(memory, cpus) == expected
+def test_parallelism_fits_cores_and_memory(operation: str, memory: int, cpus: int, expected: int) -> None:
+    """Previews only compute, one per core; updates also wait on the cluster, one more; memory caps both."""
+    assert default_parallelism(operation, memory, cpus) == expected
 
 
 def test_changes_are_listed_in_a_fixed_order() -> None:
