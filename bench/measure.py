@@ -6,6 +6,11 @@ so this samples the resident set of every process in the tree every ``interval``
 the largest *sum* seen. A process that lives less than one interval can be missed; the big ones live
 for the whole run. The same samples give each process's CPU time (user + system, as of its last sample),
 summed by kind of process: where a run's CPU goes.
+
+That sum counts a page once per process that maps it: the engine's and the provider's executables
+(70 to 80 MiB each) once per stack running, Python's libraries once per interpreter. So the sampler also
+reads the processes' proportional set sizes (PSS: a shared page split between the processes that map it)
+at the peak of that sum: the physical memory the tree holds then, each page counted once.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
+PSS_STEP = 1.01
+"""The PSS is read again when the resident sets' peak has grown by this factor since it was last read."""
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -42,6 +49,9 @@ class Sample:
     """Times the command was run again after a known transient failure (included in ``seconds``)."""
     cpu: tuple[tuple[str, float], ...] = ()
     """CPU seconds per kind of process, largest first (up to the last sample of each process)."""
+    peak_pss: int = 0
+    """Sum of proportional set sizes of the process tree at (within 1 % of) the peak of ``peak_rss``, in
+    bytes: the same memory with each shared page counted once."""
 
 
 def _children() -> dict[int, list[int]]:
@@ -83,9 +93,12 @@ def role(cmdline: list[str]) -> str:
     return executable
 
 
-def tree_rss_by_role(root: int, cpu: dict[int, tuple[str, float]] | None = None) -> dict[str, int]:
+def tree_rss_by_role(
+    root: int, cpu: dict[int, tuple[str, float]] | None = None, seen: list[int] | None = None
+) -> dict[str, int]:
     """Resident bytes of ``root`` and all its descendants right now, summed per :func:`role`; records each
-    process's role and CPU seconds so far in ``cpu`` (by pid) when given."""
+    process's role and CPU seconds so far in ``cpu`` (by pid), and appends each pid counted to ``seen``,
+    when given."""
     tree = _children()
     usage: dict[str, int] = {}
     todo = [root]
@@ -104,8 +117,24 @@ def tree_rss_by_role(root: int, cpu: dict[int, tuple[str, float]] | None = None)
                 stat = Path(f"/proc/{pid}/stat").read_text()
                 fields = stat[stat.rindex(")") + 2 :].split()
                 cpu[pid] = (name, (int(fields[11]) + int(fields[12])) / TICKS)  # utime + stime
+            if seen is not None:
+                seen.append(pid)
         todo.extend(tree.get(pid, []))
     return usage
+
+
+def proportional_set_size(pids: list[int]) -> int:
+    """The summed PSS of ``pids`` in bytes, from ``/proc/<pid>/smaps_rollup`` (an exited process counts 0).
+    The kernel walks the process's page tables for it: about 20 ms per GiB resident, so it is read only at
+    a new peak of the resident sets, not every sample."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1]) * 1024
+                    break
+    return total
 
 
 def cpu_by_role(cpu: Mapping[int, tuple[str, float]]) -> tuple[tuple[str, float], ...]:
@@ -123,6 +152,9 @@ class PeakSampler:
         self.pid = pid
         self.interval = interval
         self.peak = 0
+        self.peak_pss = 0
+        """The summed PSS at the peak of the resident sets (read again each time that peak grows by 1 %)."""
+        self._pss_read_at = 0
         self.at_peak: dict[str, int] = {}
         self.cpu: dict[int, tuple[str, float]] = {}
         """Each process seen: its kind and its CPU seconds at its last sample."""
@@ -131,10 +163,13 @@ class PeakSampler:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            usage = tree_rss_by_role(self.pid, self.cpu)
+            seen: list[int] = []
+            usage = tree_rss_by_role(self.pid, self.cpu, seen)
             total = sum(usage.values())
             if total > self.peak:
                 self.peak, self.at_peak = total, usage
+                if total > self._pss_read_at * PSS_STEP:
+                    self.peak_pss, self._pss_read_at = proportional_set_size(seen), total
             self._stop.wait(self.interval)
 
     def __enter__(self) -> PeakSampler:
@@ -187,7 +222,16 @@ def run(
         log.parent.mkdir(parents=True, exist_ok=True)
         log.write_text(output)
     at_peak = tuple(sorted(sampler.at_peak.items(), key=lambda item: item[1], reverse=True))
-    return Sample(seconds, sampler.peak, proc.returncode, output, timed_out, at_peak, cpu=cpu_by_role(sampler.cpu))
+    return Sample(
+        seconds,
+        sampler.peak,
+        proc.returncode,
+        output,
+        timed_out,
+        at_peak,
+        cpu=cpu_by_role(sampler.cpu),
+        peak_pss=sampler.peak_pss,
+    )
 
 
 def _stop_group(proc: subprocess.Popen[str]) -> None:

@@ -74,6 +74,23 @@ def test_sampler_sees_the_whole_process_tree_and_stops_it_at_the_limit() -> None
     assert stopped.timed_out and stopped.seconds < 10
 
 
+def test_shared_pages_count_once_in_the_proportional_set_size() -> None:
+    """A parent touches 64 MiB, then forks two children that keep the pages it wrote (copy-on-write,
+    never written again): the resident sets sum to three times 64 MiB, the tree holds it once."""
+    script = (
+        "import os, time\n"
+        "b = bytearray(64 * 2**20)\n"
+        "for i in range(0, len(b), 4096): b[i] = 1\n"
+        "for _ in range(2):\n"
+        "    if os.fork() == 0: time.sleep(1.5); os._exit(0)\n"
+        "time.sleep(1.5); os.wait(); os.wait()\n"
+    )
+    sample = measure.run([sys.executable, "-c", script])
+    assert sample.returncode == 0, sample.output
+    assert sample.peak_rss > 3 * 64 * 2**20
+    assert 64 * 2**20 < sample.peak_pss < 2 * 64 * 2**20, (sample.peak_rss, sample.peak_pss)
+
+
 def test_cpu_is_summed_by_kind_of_process() -> None:
     """A child that spins for about a second: its CPU counts, under its kind, also after it has exited and
     before its parent reaps it (no command line then); a sleeping parent's barely counts."""
@@ -159,6 +176,8 @@ def test_stacks_bench_reads_what_the_orchestrator_printed() -> None:
     )
     assert _note(output) == "51/51 stacks ok; 3 at a time; 1 automatic reruns (quota race)"
     assert _note("change1000: 1 of 51 stacks touched\n") == "1 of 51 stacks touched"
-    results = Results([Measurement("plan, one more freelancer", "1000", 0.81, 92.4, "1 of 51 stacks touched")])
+    results = Results(
+        [Measurement("plan, one more freelancer", "1000", 0.81, 92.4, "1 of 51 stacks touched", True, 71.6)]
+    )
     table = render(results, "python -m bench.stacks")
-    assert "| plan, one more freelancer | 1000 | 0.8 s | 92 MiB | 1 of 51 stacks touched |" in table
+    assert "| plan, one more freelancer | 1000 | 0.8 s | 92 MiB | 72 MiB | 1 of 51 stacks touched |" in table
